@@ -1,0 +1,52 @@
+"""Settings the core compiler reads; every backend config extends :class:`CoreConfig`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+ConfigT = TypeVar("ConfigT", bound="CoreConfig")
+
+
+def _positive_int(instance, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"config field {attribute.name!r} must be a positive integer, got {value!r}")
+
+
+def _finite_non_negative(instance, attribute, value):
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"config field {attribute.name!r} must be a finite number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CoreConfig:
+    """Compiler settings shared by all backends.
+
+    :param max_bins: bins per continuous variable.
+    :param max_arity: largest constraint scope kept; larger ones are skipped.
+    :param l2_regularization: default ``s_k^2`` of the dual's l2 term.
+    :param seed: random seed for stochastic backends.
+    """
+
+    max_bins: int = attrs.field(default=21, validator=_positive_int)
+    max_arity: int = attrs.field(default=3, validator=_positive_int)
+    l2_regularization: float = attrs.field(default=1e-3, validator=_finite_non_negative)
+    seed: int = attrs.field(default=0)
+
+
+def config_from_options(cls: type[ConfigT], options: Mapping[str, Any] | ConfigT | None) -> ConfigT:
+    """Build ``cls`` from a mapping of options (None: defaults), naming unknown keys."""
+    if options is None:
+        return cls()
+    if isinstance(options, cls):
+        return options
+    if not isinstance(options, Mapping):
+        raise TypeError(f"config must be a mapping or {cls.__name__}, got {type(options).__name__}")
+    known = {field.name for field in attrs.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; known options are {sorted(known)}")
+    return cls(**options)

@@ -1,0 +1,64 @@
+"""Hook specifications a backend implements (pluggy project ``calibrated_response``).
+
+A backend is a module or object with ``@hookimpl`` functions, registered under
+the entry-point group ``calibrated_response.backends``. Only the chosen
+backend's plugin is loaded, so each hook below has exactly one implementation
+per builder; all are ``firstresult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "calibrated_response"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec(firstresult=True)
+def make_config(options: Mapping[str, Any] | None) -> Any:
+    """Build the backend's validated config from user options (None: defaults).
+
+    The config object must expose ``max_bins``, ``max_arity`` and
+    ``l2_regularization`` (read by the core compiler) and ``seed``.
+    Stops at first non-None result.
+
+    :param options: a mapping of option names to values, or None.
+    """
+
+
+@hookspec(firstresult=True)
+def compile_constraints(problem: Any, config: Any) -> Any:
+    """Turn the core's compiled :class:`~calibrated_response_plugins.ConstraintSet` into the backend model.
+
+    Stops at first non-None result.
+
+    :param problem: the ``ConstraintSet`` (domains, constraints, skips).
+    :param config: the backend config returned by ``make_config``.
+    """
+
+
+@hookspec(firstresult=True)
+def fit(model: Any, config: Any, progress: Callable[[int, int, dict], None] | None) -> Any:
+    """Fit the model; return a :class:`~calibrated_response_plugins.FitResult`.
+
+    Stops at first non-None result.
+
+    :param model: what ``compile_constraints`` returned.
+    :param config: the backend config.
+    :param progress: called as ``progress(done, total, metrics)`` between chunks
+        of work, or None.
+    """
+
+
+@hookspec(firstresult=True)
+def marginals(fitted: Any) -> dict[str, Any]:
+    """Return ``{variable name: state probabilities}`` for a fitted result.
+
+    Stops at first non-None result.
+
+    :param fitted: what ``fit`` returned.
+    """
