@@ -1,0 +1,389 @@
+"""Variables, propositions and estimates, with the upstream ``calibrated_response`` field names.
+
+Every class is a frozen, validated attrs class. :func:`coerce_variable` and
+:func:`coerce_estimate` accept these classes, plain dicts in the upstream JSON
+format (with or without a ``"__class__"`` wrapper) or any object with the right
+attributes (upstream pydantic models are read by attribute, never imported).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, Union
+
+import attrs
+
+RELATIONS = ("eq", "le", "ge")
+
+
+class ModelInputError(ValueError):
+    """A variable or estimate is malformed; the message names it and the field."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _enum_value(value: Any) -> Any:
+    """Upstream fields are ``str`` enums; compare by their value."""
+    return getattr(value, "value", value)
+
+
+def _owner(instance: Any) -> str:
+    if isinstance(instance, _Estimate):
+        return f"estimate {instance.id!r}"
+    if isinstance(instance, (BinaryVariable, ContinuousVariable)):
+        return f"variable {instance.name!r}"
+    return f"proposition on {getattr(instance, 'variable', '?')!r}"
+
+
+def _finite(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be a finite number, got {value!r}")
+
+
+def _optional_non_negative(instance, attribute, value):
+    if value is None:
+        return
+    _finite(instance, attribute, value)
+    if value < 0:
+        raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be >= 0, got {value!r}")
+
+
+def _probability(instance, attribute, value):
+    _finite(instance, attribute, value)
+    if not 0.0 <= value <= 1.0:
+        raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be in [0, 1], got {value!r}")
+
+
+def _non_empty_str(instance, attribute, value):
+    if not isinstance(value, str) or not value:
+        raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be a non-empty string, got {value!r}")
+
+
+def _relation(instance, attribute, value):
+    if value not in RELATIONS:
+        raise ModelInputError(f"{_owner(instance)}: field 'relation' must be one of {RELATIONS}, got {value!r}")
+
+
+def _to_float(value: Any) -> Any:
+    # Keep non-numbers as they are so the validator can name them.
+    if isinstance(value, bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _optional_float(value: Any) -> Any:
+    return None if value is None else _to_float(value)
+
+
+# --------------------------------------------------------------------------- variables
+
+
+@attrs.frozen
+class BinaryVariable:
+    """A yes/no variable: states 0 (false) and 1 (true)."""
+
+    name: str = attrs.field(validator=_non_empty_str)
+    description: str = ""
+    type: str = attrs.field(default="binary", converter=_enum_value)
+
+    @type.validator
+    def _check_type(self, attribute, value):
+        if value != "binary":
+            raise ModelInputError(f"variable {self.name!r}: field 'type' must be 'binary', got {value!r}")
+
+
+@attrs.frozen
+class ContinuousVariable:
+    """A real-valued variable on the finite range ``[lower_bound, upper_bound]``."""
+
+    name: str = attrs.field(validator=_non_empty_str)
+    description: str = ""
+    type: str = attrs.field(default="continuous", converter=_enum_value)
+    lower_bound: float = attrs.field(default=0.0, converter=_to_float, validator=_finite)
+    upper_bound: float = attrs.field(default=0.0, converter=_to_float, validator=_finite)
+    unit: str | None = None
+
+    @type.validator
+    def _check_type(self, attribute, value):
+        if value != "continuous":
+            raise ModelInputError(f"variable {self.name!r}: field 'type' must be 'continuous', got {value!r}")
+
+    def __attrs_post_init__(self):
+        if not self.lower_bound < self.upper_bound:
+            raise ModelInputError(
+                f"variable {self.name!r}: lower_bound ({self.lower_bound}) must be below "
+                f"upper_bound ({self.upper_bound})"
+            )
+
+    def get_domain(self) -> tuple[float, float]:
+        return (self.lower_bound, self.upper_bound)
+
+
+Variable = Union[BinaryVariable, ContinuousVariable]
+
+# --------------------------------------------------------------------------- propositions
+
+
+@attrs.frozen
+class EqualityProposition:
+    """``variable == value`` on a binary variable (value True/False, 1/0, or yes/no strings)."""
+
+    variable: str = attrs.field(validator=_non_empty_str)
+    value: bool | str | int | float = attrs.field()
+    variable_type: str = attrs.field(default="binary", converter=_enum_value)
+    proposition_type: str = attrs.field(default="equality", converter=_enum_value)
+
+    @value.validator
+    def _check_value(self, attribute, value):
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            raise ModelInputError(f"proposition on {self.variable!r}: field 'value' must be set, got {value!r}")
+
+
+@attrs.frozen
+class InequalityProposition:
+    """``variable > threshold`` (``is_lower_bound=True``) or ``variable < threshold``."""
+
+    variable: str = attrs.field(validator=_non_empty_str)
+    threshold: float = attrs.field(converter=_to_float, validator=_finite)
+    is_lower_bound: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    variable_type: str = attrs.field(default="continuous", converter=_enum_value)
+    proposition_type: str = attrs.field(default="inequality", converter=_enum_value)
+
+
+Proposition = Union[EqualityProposition, InequalityProposition]
+
+# --------------------------------------------------------------------------- estimates
+
+
+@attrs.frozen(kw_only=True)
+class _Estimate:
+    """Fields every estimate carries: ``id``, ``relation`` (eq/le/ge), ``sd``, ``n``."""
+
+    estimate_type: ClassVar[str]
+    id: str = attrs.field(validator=_non_empty_str)
+    relation: str = attrs.field(default="eq", converter=_enum_value, validator=_relation)
+    sd: float | None = attrs.field(default=None, converter=_optional_float, validator=_optional_non_negative)
+    n: int | None = None
+    provenance: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ProbabilityEstimate(_Estimate):
+    """``P(proposition) = probability``."""
+
+    estimate_type: ClassVar[str] = "probability"
+    proposition: Proposition
+    probability: float = attrs.field(converter=_to_float, validator=_probability)
+
+
+@attrs.frozen(kw_only=True)
+class ExpectationEstimate(_Estimate):
+    """``E[variable] = expected_value``."""
+
+    estimate_type: ClassVar[str] = "expectation"
+    variable: str = attrs.field(validator=_non_empty_str)
+    expected_value: float = attrs.field(converter=_to_float, validator=_finite)
+
+
+@attrs.frozen(kw_only=True)
+class ConditionalProbabilityEstimate(_Estimate):
+    """``P(proposition | all conditions) = probability``."""
+
+    estimate_type: ClassVar[str] = "conditional_probability"
+    proposition: Proposition
+    conditions: tuple[Proposition, ...] = attrs.field(factory=tuple, converter=tuple)
+    probability: float = attrs.field(converter=_to_float, validator=_probability)
+
+
+@attrs.frozen(kw_only=True)
+class ConditionalExpectationEstimate(_Estimate):
+    """``E[variable | all conditions] = expected_value``."""
+
+    estimate_type: ClassVar[str] = "conditional_expectation"
+    variable: str = attrs.field(validator=_non_empty_str)
+    conditions: tuple[Proposition, ...] = attrs.field(factory=tuple, converter=tuple)
+    expected_value: float = attrs.field(converter=_to_float, validator=_finite)
+
+
+@attrs.frozen(kw_only=True)
+class CorrelationEstimate(_Estimate):
+    """``corr(variable_a, variable_b) = correlation`` (read and kept; not yet fitted)."""
+
+    estimate_type: ClassVar[str] = "correlation"
+    variable_a: str = attrs.field(validator=_non_empty_str)
+    variable_b: str = attrs.field(validator=_non_empty_str)
+    correlation: float = attrs.field(converter=_to_float, validator=_finite)
+
+    @correlation.validator
+    def _check_range(self, attribute, value):
+        if not -1.0 <= value <= 1.0:
+            raise ModelInputError(f"estimate {self.id!r}: field 'correlation' must be in [-1, 1], got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EquationEstimate(_Estimate):
+    """A structural equation ``lhs = rhs + noise`` (read and kept; not yet fitted)."""
+
+    estimate_type: ClassVar[str] = "equation"
+    lhs: str = attrs.field(validator=_non_empty_str)
+    rhs: str = attrs.field(validator=_non_empty_str)
+    noise_sd: float | None = attrs.field(default=None, converter=_optional_float, validator=_optional_non_negative)
+
+
+Estimate = Union[
+    ProbabilityEstimate,
+    ExpectationEstimate,
+    ConditionalProbabilityEstimate,
+    ConditionalExpectationEstimate,
+    CorrelationEstimate,
+    EquationEstimate,
+]
+ESTIMATE_CLASSES: dict[str, type] = {
+    cls.estimate_type: cls
+    for cls in (
+        ProbabilityEstimate,
+        ExpectationEstimate,
+        ConditionalProbabilityEstimate,
+        ConditionalExpectationEstimate,
+        CorrelationEstimate,
+        EquationEstimate,
+    )
+}
+_CLASS_NAMES = {cls.__name__: kind for kind, cls in ESTIMATE_CLASSES.items()}
+_VARIABLE_CLASSES = {"binary": BinaryVariable, "continuous": ContinuousVariable}
+
+# --------------------------------------------------------------------------- coercion
+
+
+def _unwrap(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    """Strip a ``{"__class__": name, ...}`` cache wrapper; return (fields, class name)."""
+    if "__class__" not in data:
+        return data, None
+    class_name = str(data["__class__"]).rsplit(".", 1)[-1]
+    for key in ("data", "fields", "__data__", "value"):
+        if isinstance(data.get(key), Mapping):
+            return data[key], class_name
+    return {k: v for k, v in data.items() if k != "__class__"}, class_name
+
+
+def _read(obj: Any, owner: str, field: str, *, default: Any = attrs.NOTHING) -> Any:
+    """Read ``field`` from a mapping or by attribute; a missing required field is named."""
+    if isinstance(obj, Mapping):
+        if field in obj:
+            return obj[field]
+    elif hasattr(obj, field):
+        return getattr(obj, field)
+    if default is attrs.NOTHING:
+        raise ModelInputError(f"{owner}: missing field {field!r}")
+    return default
+
+
+def _fields_of(cls: type, obj: Any, owner: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    values = {}
+    for field in attrs.fields(cls):
+        if field.name in skip:
+            continue
+        default = attrs.NOTHING
+        if field.default is not attrs.NOTHING:
+            default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+        values[field.name] = _read(obj, owner, field.name, default=default)
+    return values
+
+
+def coerce_variable(obj: Any) -> Variable:
+    """Build a variable from an instance, a dict or an object with the upstream attributes."""
+    if isinstance(obj, (BinaryVariable, ContinuousVariable)):
+        return obj
+    if isinstance(obj, Mapping):
+        obj, _ = _unwrap(obj)
+    name = _read(obj, "variable", "name")
+    owner = f"variable {name!r}"
+    kind = _enum_value(_read(obj, owner, "type", default="continuous"))
+    if kind not in _VARIABLE_CLASSES:
+        raise ModelInputError(f"{owner}: field 'type' must be 'binary' or 'continuous', got {kind!r}")
+    cls = _VARIABLE_CLASSES[kind]
+    return cls(**_fields_of(cls, obj, owner))
+
+
+def coerce_proposition(obj: Any, owner: str = "estimate") -> Proposition:
+    """Build a proposition from an instance, a dict or an upstream object."""
+    if isinstance(obj, (EqualityProposition, InequalityProposition)):
+        return obj
+    if isinstance(obj, Mapping):
+        obj, _ = _unwrap(obj)
+    kind = _enum_value(_read(obj, owner, "proposition_type", default=None))
+    if kind is None:
+        kind = "inequality" if _read(obj, owner, "threshold", default=None) is not None else "equality"
+    if kind == "equality":
+        return EqualityProposition(**_fields_of(EqualityProposition, obj, f"{owner} proposition"))
+    if kind == "inequality":
+        values = _fields_of(InequalityProposition, obj, f"{owner} proposition", skip=("is_lower_bound",))
+        # Older upstream releases spell the direction ``greater``.
+        lower = _read(obj, owner, "is_lower_bound", default=None)
+        if lower is None:
+            lower = _read(obj, owner, "greater", default=None)
+        if lower is None:
+            raise ModelInputError(f"{owner}: inequality proposition missing field 'is_lower_bound'")
+        return InequalityProposition(is_lower_bound=bool(lower), **values)
+    raise ModelInputError(f"{owner}: unknown proposition_type {kind!r}; expected 'equality' or 'inequality'")
+
+
+def coerce_estimate(obj: Any) -> Estimate:
+    """Build an estimate from an instance, a dict or an upstream object."""
+    if isinstance(obj, tuple(ESTIMATE_CLASSES.values())):
+        return obj
+    class_name = None
+    if isinstance(obj, Mapping):
+        obj, class_name = _unwrap(obj)
+    estimate_id = _read(obj, "estimate", "id")
+    owner = f"estimate {estimate_id!r}"
+    kind = _enum_value(_read(obj, owner, "estimate_type", default=_CLASS_NAMES.get(class_name or "")))
+    if kind not in ESTIMATE_CLASSES:
+        raise ModelInputError(
+            f"{owner}: unknown estimate_type {kind!r}; known types are {sorted(ESTIMATE_CLASSES)}"
+        )
+    cls = ESTIMATE_CLASSES[kind]
+    values = _fields_of(cls, obj, owner)
+    if "proposition" in values:
+        values["proposition"] = coerce_proposition(values["proposition"], owner)
+    if "conditions" in values:
+        conditions = values["conditions"] or ()
+        values["conditions"] = tuple(coerce_proposition(c, owner) for c in conditions)
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+def proposition_to_dict(proposition: Proposition) -> dict[str, Any]:
+    data = {"proposition_type": proposition.proposition_type, "variable": proposition.variable,
+            "variable_type": proposition.variable_type}
+    if isinstance(proposition, EqualityProposition):
+        data["value"] = proposition.value
+    else:
+        data["threshold"] = proposition.threshold
+        data["is_lower_bound"] = proposition.is_lower_bound
+    return data
+
+
+def variable_to_dict(variable: Variable) -> dict[str, Any]:
+    return attrs.asdict(variable)
+
+
+def estimate_to_dict(estimate: Estimate) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": estimate.id, "estimate_type": estimate.estimate_type}
+    for field in attrs.fields(type(estimate)):
+        value = getattr(estimate, field.name)
+        if field.name == "id" or (field.name == "provenance" and value is None):
+            continue
+        if field.name == "proposition":
+            value = proposition_to_dict(value)
+        elif field.name == "conditions":
+            value = [proposition_to_dict(c) for c in value]
+        data[field.name] = value
+    return data
