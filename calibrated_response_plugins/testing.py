@@ -1,0 +1,158 @@
+"""Conformance kit: the checks every backend runs against itself.
+
+Subclass :class:`BackendConformance` in a backend's test suite::
+
+    from calibrated_response_plugins.testing import BackendConformance
+
+    class TestSmmConformance(BackendConformance):
+        backend = "smm"
+        config = {"num_chains": 512}
+        tolerance = 0.01           # |P(target) - P_maxent(target)|
+        residual_tolerance = 0.02  # |residual - residual_maxent| per constraint
+
+The kit fits a small shipped problem (three variables, every estimate kind,
+two estimates that must be skipped) and checks normalised outputs, the info
+keys, deterministic skips, same seed same result, agreement with the exact
+``maxent`` backend, and clear errors for bad input.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from calibrated_response_plugins.builder import DistributionBuilder
+from calibrated_response_plugins.models import ModelInputError
+from calibrated_response_plugins.registry import ENTRY_POINT_GROUP
+
+INFO_KEYS = (
+    "target_variable", "n_variables", "n_estimates", "n_factors", "history", "skipped_constraints",
+    "bin_edges_list", "marginals", "joint_note", "backend", "config", "converged", "runtime_sec",
+    "warnings", "constraint_report",
+)
+REPORT_KEYS = ("id", "estimate_type", "relation", "target", "fitted", "residual")
+
+CONFORMANCE_PROBLEM: dict[str, Any] = {
+    "question": "Will the harvest festival go ahead?",
+    "target_variable": "festival",
+    "variables": [
+        {"name": "festival", "description": "The festival goes ahead", "type": "binary"},
+        {"name": "rain", "description": "Heavy rain on the day", "type": "binary"},
+        {"name": "temperature", "description": "Daily high", "type": "continuous",
+         "lower_bound": 0.0, "upper_bound": 40.0, "unit": "degrees C"},
+    ],
+    "estimates": [
+        {"id": "p_rain", "estimate_type": "probability", "probability": 0.3,
+         "proposition": {"proposition_type": "equality", "variable": "rain", "variable_type": "binary", "value": True}},
+        {"id": "e_temp", "estimate_type": "expectation", "variable": "temperature", "expected_value": 22.0},
+        {"id": "p_fest_rain", "estimate_type": "conditional_probability", "probability": 0.35,
+         "proposition": {"proposition_type": "equality", "variable": "festival", "variable_type": "binary", "value": True},
+         "conditions": [{"proposition_type": "equality", "variable": "rain", "variable_type": "binary", "value": True}]},
+        {"id": "p_fest_warm", "estimate_type": "conditional_probability", "probability": 0.8,
+         "proposition": {"proposition_type": "equality", "variable": "festival", "variable_type": "binary", "value": True},
+         "conditions": [{"proposition_type": "inequality", "variable": "temperature", "variable_type": "continuous",
+                         "threshold": 25.0, "is_lower_bound": True}]},
+        {"id": "e_temp_rain", "estimate_type": "conditional_expectation", "variable": "temperature",
+         "expected_value": 17.0,
+         "conditions": [{"proposition_type": "equality", "variable": "rain", "variable_type": "binary", "value": "yes"}]},
+        {"id": "p_hot_cap", "estimate_type": "probability", "probability": 0.1, "relation": "le",
+         "proposition": {"proposition_type": "inequality", "variable": "temperature", "variable_type": "continuous",
+                         "threshold": 35.0, "is_lower_bound": True}},
+        {"id": "corr", "estimate_type": "correlation", "variable_a": "rain", "variable_b": "temperature",
+         "correlation": -0.4},
+        {"id": "impossible", "estimate_type": "probability", "probability": 0.2,
+         "proposition": {"proposition_type": "inequality", "variable": "temperature", "variable_type": "continuous",
+                         "threshold": 50.0, "is_lower_bound": True}},
+    ],
+}
+EXPECTED_SKIPS = [
+    "corr: estimate_type 'correlation' is not supported by the moment compiler",
+    "impossible: event 'temperature > 50' is impossible on 'temperature' on [0, 40]",
+]
+
+
+def maxent_installed() -> bool:
+    return any(ep.name == "maxent" for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+class BackendConformance:
+    """Checks any backend must pass; set the class attributes in a subclass."""
+
+    backend: ClassVar[str]
+    config: ClassVar[dict[str, Any]] = {}
+    tolerance: ClassVar[float] = 0.01
+    residual_tolerance: ClassVar[float] = 0.02
+
+    def make_builder(self, problem: dict[str, Any] | None = None, **config: Any) -> DistributionBuilder:
+        problem = CONFORMANCE_PROBLEM if problem is None else problem
+        options = {**self.config, **config}
+        return DistributionBuilder(problem["variables"], problem["estimates"], backend=self.backend,
+                                   config=options or None)
+
+    @pytest.fixture(scope="class")
+    def built(self):
+        builder = self.make_builder()
+        histogram, info = builder.build(target_variable="festival", progress=False)
+        return builder, histogram, info
+
+    def test_outputs_are_normalised(self, built):
+        builder, histogram, info = built
+        assert np.isclose(np.sum(histogram.bin_probabilities), 1.0, atol=1e-9)
+        marginals = builder.get_all_marginals(info)
+        assert list(marginals) == ["festival", "rain", "temperature"]
+        for name, hist in marginals.items():
+            probabilities = np.asarray(hist.bin_probabilities)
+            assert np.all(np.isfinite(probabilities)) and np.all(probabilities >= 0), name
+            assert np.isclose(probabilities.sum(), 1.0, atol=1e-9), name
+        assert marginals["temperature"].n_bins == 21
+        assert list(marginals["rain"].bin_edges) == [0.0, 0.5, 1.0]
+
+    def test_info_has_every_key(self, built):
+        _, _, info = built
+        for key in INFO_KEYS:
+            assert key in info, key
+        assert info["backend"] == self.backend
+        assert info["n_variables"] == 3 and info["n_estimates"] == 8
+        assert [row["id"] for row in info["constraint_report"]] == [
+            "p_rain", "e_temp", "p_fest_rain", "p_fest_warm", "e_temp_rain", "p_hot_cap"]
+        for row in info["constraint_report"]:
+            for key in REPORT_KEYS:
+                assert key in row, key
+            assert np.isfinite(row["fitted"]), row
+
+    def test_skips_are_deterministic(self, built):
+        _, _, info = built
+        assert info["skipped_constraints"] == EXPECTED_SKIPS
+
+    def test_same_seed_same_result(self, built):
+        _, _, info = built
+        _, again = self.make_builder().build(target_variable="festival", progress=False)
+        for name, probabilities in info["marginals"].items():
+            np.testing.assert_array_equal(probabilities, again["marginals"][name])
+
+    def test_agrees_with_maxent(self, built):
+        if not maxent_installed():
+            pytest.skip("the maxent backend is not installed")
+        _, _, info = built
+        reference = DistributionBuilder(CONFORMANCE_PROBLEM["variables"], CONFORMANCE_PROBLEM["estimates"],
+                                        backend="maxent")
+        _, exact = reference.build(target_variable="festival", progress=False)
+        assert abs(info["marginals"]["festival"][1] - exact["marginals"]["festival"][1]) <= self.tolerance
+        for row, exact_row in zip(info["constraint_report"], exact["constraint_report"]):
+            assert abs(row["residual"] - exact_row["residual"]) <= self.residual_tolerance, row["id"]
+
+    def test_unknown_target_names_the_variables(self):
+        with pytest.raises(ValueError, match="festival"):
+            self.make_builder().build(target_variable="no_such_variable", progress=False)
+
+    def test_bad_input_is_named(self):
+        problem = copy.deepcopy(CONFORMANCE_PROBLEM)
+        problem["estimates"][0]["probability"] = 1.5
+        with pytest.raises(ModelInputError, match="p_rain.*probability"):
+            self.make_builder(problem)
+        with pytest.raises(ModelInputError, match="empty"):
+            DistributionBuilder([], [], backend=self.backend)
