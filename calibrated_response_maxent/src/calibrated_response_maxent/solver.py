@@ -20,7 +20,6 @@ from typing import NamedTuple
 import numpy as np
 from calibrated_response_plugins.constraints import FitResult
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 
 from calibrated_response_maxent.config import MaxentConfig
 from calibrated_response_maxent.model import DenseModel, axes_outside
@@ -54,10 +53,17 @@ def log_potential(model: DenseModel, lambdas: np.ndarray) -> np.ndarray:
 
 
 def normalise(potential: np.ndarray) -> tuple[np.ndarray, float]:
-    """Joint probabilities ``exp(potential) / Z`` and ``log`` of the mean of ``exp(potential)``."""
-    log_total = float(logsumexp(potential))
-    probabilities = np.exp(potential - log_total)
-    return probabilities, log_total - float(np.log(potential.size))
+    """Joint probabilities ``exp(potential) / Z`` and ``log`` of the mean of ``exp(potential)``.
+
+    The largest potential is subtracted before exponentiating (log-sum-exp), and
+    the probabilities are divided by their own sum so they sum to 1 even when
+    the multipliers are huge.
+    """
+    shift = float(potential.max())
+    weights = np.exp(potential - shift)
+    total = float(weights.sum())
+    weights /= total
+    return weights, shift + float(np.log(total)) - float(np.log(potential.size))
 
 
 def marginals_of_scopes(model: DenseModel, probabilities: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -89,9 +95,17 @@ def evaluate_dual(model: DenseModel, lambdas: np.ndarray) -> DualPoint:
 
 
 def projected_gradient(model: DenseModel, point: DualPoint) -> np.ndarray:
-    """Gradient with the components that push a multiplier past its sign bound removed."""
-    stepped = np.clip(point.lambdas - point.gradient, model.lower_bounds, model.upper_bounds)
-    return point.lambdas - stepped
+    """``lambda - clip(lambda - gradient, bounds)``: the gradient, cut where a unit step would cross a bound.
+
+    Written per case so that an unbounded component is the gradient itself,
+    exact even when ``lambda`` is so large that ``lambda - gradient`` rounds to ``lambda``.
+    """
+    stepped = point.lambdas - point.gradient
+    return np.where(
+        stepped < model.lower_bounds,
+        point.lambdas - model.lower_bounds,
+        np.where(stepped > model.upper_bounds, point.lambdas - model.upper_bounds, point.gradient),
+    )
 
 
 def projected_gradient_norm(model: DenseModel, point: DualPoint) -> float:
