@@ -133,3 +133,25 @@ def variable_marginal_from_factor(layout: FactorLayout, beliefs: np.ndarray, fac
     table = beliefs[layout.factor_slice(factor)].reshape(layout.shapes[factor])
     axes = tuple(a for a in range(table.ndim) if a != position)
     return table.sum(axis=axes)
+
+
+def is_tree(scopes, n_variables: int) -> bool:
+    """Whether the factor graph (variables and factors, one edge per scope member) has no cycle.
+
+    On such a graph (a forest) sum-product BP is exact.
+    """
+    parent = list(range(n_variables + len(scopes)))
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for f, scope in enumerate(scopes):
+        for variable in scope:
+            a, b = root(n_variables + f), root(variable)
+            if a == b:
+                return False
+            parent[a] = b
+    return True

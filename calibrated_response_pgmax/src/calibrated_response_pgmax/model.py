@@ -11,7 +11,7 @@ import numpy as np
 
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from calibrated_response_pgmax.config import PgmaxConfig
-from calibrated_response_pgmax.layout import FactorLayout, build_layout
+from calibrated_response_pgmax.layout import FactorLayout, build_layout, is_tree
 
 BETHE_NOTE = "Bethe approximation"
 
@@ -67,7 +67,7 @@ def _empty_result(model: PgmaxModel) -> FitResult:
         n_iterations=0,
         n_factors=model.layout.n_factors,
         history={"iteration": [], "max_residual": [], "bp_delta": []},
-        diagnostics={"marginals": BETHE_NOTE, "note": "no constraints: uniform marginals"},
+        diagnostics={"marginals": BETHE_NOTE, "factor_graph_is_tree": True},
     )
 
 
@@ -135,7 +135,7 @@ def fit_model(
         history=history,
         diagnostics={
             "marginals": BETHE_NOTE,
-            "exact_on_trees": True,
+            "factor_graph_is_tree": is_tree(layout.scopes, len(problem.domains)),
             "final_bp_delta": float(final_delta),
             "max_abs_dual_residual": float(np.max(np.abs(residuals))),
             "runtime_sec": time.perf_counter() - started,
