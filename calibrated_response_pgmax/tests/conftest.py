@@ -1,10 +1,16 @@
-"""Brute-force reference for small problems: dense joint, exact dual by L-BFGS-B, and problem builders."""
+"""Hand-made constraint sets and a brute-force reference (dense joint, exact dual by L-BFGS-B).
+
+Exposed to the tests as the ``build`` and ``exact`` fixtures, so they need
+neither the core compiler nor the maxent backend.
+"""
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
@@ -70,3 +76,14 @@ def exact_fit(problem: ConstraintSet):
 
 def max_marginal_error(marginals_a, marginals_b) -> float:
     return max(float(np.max(np.abs(np.asarray(marginals_a[k]) - marginals_b[k]))) for k in marginals_b)
+
+
+@pytest.fixture(scope="session")
+def build():
+    return SimpleNamespace(binary=binary, continuous=continuous, table_constraint=table_constraint,
+                           conditional_constraint=conditional_constraint, ConstraintSet=ConstraintSet)
+
+
+@pytest.fixture(scope="session")
+def exact():
+    return SimpleNamespace(fit=exact_fit, max_marginal_error=max_marginal_error)
