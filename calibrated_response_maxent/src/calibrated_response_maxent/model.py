@@ -1,9 +1,11 @@
-"""The dense model: constraints grouped by scope, laid out against the joint array.
+"""The dense model: constraints grouped by scope, laid out against dense joint arrays.
 
-The joint distribution is an array with one axis per variable (in domain order).
-Constraints that share a scope are stacked into one :class:`ScopeGroup`, so the
-log-joint is a sum of one broadcast table per distinct scope and each scope's
-marginal is taken once per evaluation, however many constraints it carries.
+Variables that no scope links are independent under the maximum-entropy model,
+so the joint is the product of one dense array per connected :class:`Component`
+(one axis per variable, in variable order). Constraints that share a scope are
+stacked into one :class:`ScopeGroup`, so a component's log-joint is a sum of one
+broadcast table per distinct scope and each scope's marginal is taken once per
+evaluation, however many constraints it carries.
 """
 
 from __future__ import annotations
@@ -52,12 +54,14 @@ class ScopeGroup:
 
     ``features``, ``report_numerators`` and ``report_denominators`` have shape
     ``(n_constraints, *scope_shape)``; ``constraint_indices`` are the
-    constraints' positions in the :class:`ConstraintSet`. ``broadcast_shape`` is
-    the scope table's shape against the joint (1 on other axes) and
-    ``summed_axes`` the joint axes summed out to get the scope marginal.
+    constraints' positions in the :class:`ConstraintSet`. ``axes`` are the
+    scope's axes in its component's joint, ``broadcast_shape`` the scope
+    table's shape against that joint (1 on other axes) and ``summed_axes`` the
+    component axes summed out to get the scope marginal.
     """
 
     scope: tuple[int, ...] = attrs.field(converter=tuple)
+    axes: tuple[int, ...] = attrs.field(converter=tuple)
     constraint_indices: np.ndarray = attrs.field(converter=_frozen_index_array)
     features: np.ndarray = attrs.field(converter=_frozen_array)
     report_numerators: np.ndarray = attrs.field(converter=_frozen_array)
@@ -71,16 +75,39 @@ class ScopeGroup:
 
 
 @attrs.frozen(eq=False)
+class Component:
+    """Variables linked through shared scopes, with the scope groups over them.
+
+    Under the maximum-entropy model, variables in different components are
+    independent, so the joint is the product of the components' joints and
+    each is enumerated on its own. ``variables`` are ascending variable
+    indices, one axis each of the component's joint of shape ``shape``.
+    """
+
+    variables: tuple[int, ...] = attrs.field(converter=tuple)
+    shape: tuple[int, ...] = attrs.field(converter=tuple)
+    groups: tuple[ScopeGroup, ...] = attrs.field(converter=tuple)
+
+    @property
+    def n_states(self) -> int:
+        return count_joint_states(self.shape)
+
+
+@attrs.frozen(eq=False)
 class DenseModel:
-    """What ``compile_constraints`` returns: the problem plus its dense layout."""
+    """What ``compile_constraints`` returns: the problem laid out as independent dense components."""
 
     problem: ConstraintSet
-    joint_shape: tuple[int, ...] = attrs.field(converter=tuple)
-    groups: tuple[ScopeGroup, ...] = attrs.field(converter=tuple)
+    components: tuple[Component, ...] = attrs.field(converter=tuple)
     targets: np.ndarray = attrs.field(converter=_frozen_array)
     s2: np.ndarray = attrs.field(converter=_frozen_array)
     lower_bounds: np.ndarray = attrs.field(converter=_frozen_array)
     upper_bounds: np.ndarray = attrs.field(converter=_frozen_array)
+
+    @property
+    def groups(self) -> tuple[ScopeGroup, ...]:
+        """Every scope group, component by component."""
+        return tuple(group for component in self.components for group in component.groups)
 
     @property
     def n_constraints(self) -> int:
@@ -88,19 +115,24 @@ class DenseModel:
 
     @property
     def n_joint_states(self) -> int:
-        return count_joint_states(self.joint_shape)
+        return count_joint_states(self.problem.n_states)
+
+    @property
+    def n_enumerated_states(self) -> int:
+        """Cells actually enumerated: the sum of the components' joint sizes."""
+        return sum(component.n_states for component in self.components)
 
 
-def broadcast_shape_of(scope: Sequence[int], joint_shape: Sequence[int]) -> tuple[int, ...]:
-    """Shape of a scope table placed against the joint: its sizes on scope axes, 1 elsewhere."""
-    in_scope = set(scope)
-    return tuple(size if axis in in_scope else 1 for axis, size in enumerate(joint_shape))
+def broadcast_shape_of(axes: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """Shape of a table over ``axes`` placed against an array of ``shape``: 1 on the other axes."""
+    kept = set(axes)
+    return tuple(size if axis in kept else 1 for axis, size in enumerate(shape))
 
 
-def axes_outside(scope: Sequence[int], n_axes: int) -> tuple[int, ...]:
-    """The joint axes not in ``scope``."""
-    in_scope = set(scope)
-    return tuple(axis for axis in range(n_axes) if axis not in in_scope)
+def axes_outside(axes: Sequence[int], n_axes: int) -> tuple[int, ...]:
+    """The axes among ``range(n_axes)`` not in ``axes``."""
+    kept = set(axes)
+    return tuple(axis for axis in range(n_axes) if axis not in kept)
 
 
 def constraints_by_scope(problem: ConstraintSet) -> dict[tuple[int, ...], list[int]]:
@@ -109,6 +141,25 @@ def constraints_by_scope(problem: ConstraintSet) -> dict[tuple[int, ...], list[i
     for index, constraint in enumerate(problem.constraints):
         grouped.setdefault(tuple(constraint.scope), []).append(index)
     return grouped
+
+
+def connected_components(n_variables: int, scopes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Partition ``range(n_variables)`` into sets linked by shared scopes, ordered by first variable."""
+    root = list(range(n_variables))
+
+    def find(variable: int) -> int:
+        while root[variable] != variable:
+            root[variable] = root[root[variable]]
+            variable = root[variable]
+        return variable
+
+    for scope in scopes:
+        for variable in scope[1:]:
+            root[find(variable)] = find(scope[0])
+    members: dict[int, list[int]] = {}
+    for variable in range(n_variables):
+        members.setdefault(find(variable), []).append(variable)
+    return sorted((tuple(variables) for variables in members.values()), key=lambda variables: variables[0])
 
 
 def _report_table(table: np.ndarray, feature_shape: tuple[int, ...], constraint_id: str, field: str) -> np.ndarray:
@@ -122,13 +173,17 @@ def _report_table(table: np.ndarray, feature_shape: tuple[int, ...], constraint_
         ) from None
 
 
-def build_scope_group(problem: ConstraintSet, scope: tuple[int, ...], indices: list[int]) -> ScopeGroup:
-    """Stack the constraints at ``indices`` (all over ``scope``) into one group."""
-    joint_shape = tuple(problem.n_states)
+def build_scope_group(
+    problem: ConstraintSet, scope: tuple[int, ...], indices: list[int], variables: tuple[int, ...]
+) -> ScopeGroup:
+    """Stack the constraints at ``indices`` (all over ``scope``) into one group of the component ``variables``."""
+    shape = tuple(problem.n_states[variable] for variable in variables)
+    axes = tuple(variables.index(variable) for variable in scope)
     constraints = [problem.constraints[i] for i in indices]
     feature_shape = constraints[0].feature.shape
     return ScopeGroup(
         scope=scope,
+        axes=axes,
         constraint_indices=indices,
         features=np.stack([c.feature for c in constraints]),
         report_numerators=np.stack(
@@ -137,19 +192,37 @@ def build_scope_group(problem: ConstraintSet, scope: tuple[int, ...], indices: l
         report_denominators=np.stack(
             [_report_table(c.report_denominator, feature_shape, c.id, "report_denominator") for c in constraints]
         ),
-        broadcast_shape=broadcast_shape_of(scope, joint_shape),
-        summed_axes=axes_outside(scope, len(joint_shape)),
+        broadcast_shape=broadcast_shape_of(axes, shape),
+        summed_axes=axes_outside(axes, len(shape)),
+    )
+
+
+def build_component(
+    problem: ConstraintSet, variables: tuple[int, ...], scopes: dict[tuple[int, ...], list[int]]
+) -> Component:
+    """The component over ``variables`` with the scope groups that lie inside it."""
+    inside = set(variables)
+    return Component(
+        variables=variables,
+        shape=tuple(problem.n_states[variable] for variable in variables),
+        groups=[
+            build_scope_group(problem, scope, indices, variables)
+            for scope, indices in scopes.items()
+            if scope[0] in inside
+        ],
     )
 
 
 def build_dense_model(problem: ConstraintSet) -> DenseModel:
-    """Group ``problem``'s constraints by scope and collect targets, variances and bounds."""
+    """Split ``problem`` into independent components, group constraints by scope, collect targets and bounds."""
     bounds = problem.lambda_bounds()
-    groups = [build_scope_group(problem, scope, indices) for scope, indices in constraints_by_scope(problem).items()]
+    scopes = constraints_by_scope(problem)
     return DenseModel(
         problem=problem,
-        joint_shape=tuple(problem.n_states),
-        groups=groups,
+        components=[
+            build_component(problem, variables, scopes)
+            for variables in connected_components(len(problem.domains), list(scopes))
+        ],
         targets=problem.targets,
         s2=problem.s2,
         lower_bounds=[-np.inf if low is None else low for low, _ in bounds],
