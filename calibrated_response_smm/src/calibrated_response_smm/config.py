@@ -1,0 +1,67 @@
+"""SMM settings: the core compiler's fields plus the sampler and optimiser knobs."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+from calibrated_response_plugins.config import CoreConfig
+
+OPTIMIZERS = ("newton", "adam", "sgd")
+
+
+def _positive_int(instance, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"SMMConfig.{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(instance, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"SMMConfig.{attribute.name} must be an integer >= 0, got {value!r}")
+
+
+def _positive_float(instance, attribute, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"SMMConfig.{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _optional_positive(instance, attribute, value):
+    if value is not None:
+        _positive_float(instance, attribute, value)
+
+
+@attrs.frozen(kw_only=True)
+class SMMConfig(CoreConfig):
+    """Stochastic moment matching settings.
+
+    :param num_chains: persistent Gibbs chains, all updated at once.
+    :param num_iterations: most optimisation iterations before the averaging phase.
+    :param mcmc_steps_per_iteration: Gibbs sweeps between two multiplier updates.
+    :param learning_rate: step size (a damping factor for ``newton``).
+    :param optimizer: ``newton`` (dual Newton step preconditioned by the chains'
+        feature covariance), ``adam`` or ``sgd``.
+    :param grad_clip: largest change of one multiplier in one step (None: no clip).
+    :param logit_clip: factor table entries are clipped to +/- this.
+    :param temperature: conditionals are sampled from ``exp(logits / temperature)``.
+    :param tolerance: converged when every moment error is within this plus three
+        Monte Carlo standard errors.
+    :param averaging_iterations: final iterations with a decaying step whose
+        multipliers are averaged (Polyak); the averaged multipliers are the answer.
+    :param burn_in_sweeps: sweeps at the averaged multipliers before the final estimate.
+    :param final_sweeps: sweeps the final marginals and moments are averaged over.
+    :param chunk_size: iterations per compiled chunk; Python runs only between chunks.
+    """
+
+    num_chains: int = attrs.field(default=2048, validator=_positive_int)
+    num_iterations: int = attrs.field(default=200, validator=_positive_int)
+    mcmc_steps_per_iteration: int = attrs.field(default=2, validator=_positive_int)
+    learning_rate: float = attrs.field(default=1.0, validator=_positive_float)
+    optimizer: str = attrs.field(default="newton", validator=attrs.validators.in_(OPTIMIZERS))
+    grad_clip: float | None = attrs.field(default=20.0, validator=_optional_positive)
+    logit_clip: float = attrs.field(default=1e4, validator=_positive_float)
+    temperature: float = attrs.field(default=1.0, validator=_positive_float)
+    tolerance: float = attrs.field(default=2e-3, validator=_positive_float)
+    averaging_iterations: int = attrs.field(default=30, validator=_non_negative_int)
+    burn_in_sweeps: int = attrs.field(default=10, validator=_non_negative_int)
+    final_sweeps: int = attrs.field(default=60, validator=_positive_int)
+    chunk_size: int = attrs.field(default=10, validator=_positive_int)

@@ -1,0 +1,428 @@
+"""Stochastic moment matching: persistent chains, Rao-Blackwellised moments, dual steps.
+
+One iteration advances the persistent chains by a few chromatic Gibbs sweeps at the
+current factor tables, reads the Rao-Blackwellised table moments the sweeps
+accumulated, and steps on the dual ``log Z - lambda.c + 1/2 s^2 lambda^2`` along
+``c - E[g] - s^2 lambda``:
+
+* ``newton``: preconditioned by ``Cov_chains(g) + diag(s^2)`` (the dual's Hessian,
+  estimated from the chains), free multipliers only when a sign bound is active;
+* ``adam``: optax's Adam scaling of the same direction;
+* ``sgd``: the direction itself.
+
+Iterations run in ``lax.scan`` chunks; between chunks Python reports progress and
+checks convergence (every moment error within ``tolerance`` plus three Monte Carlo
+standard errors). A final phase decays the step and averages the multipliers
+(Polyak); the answer is the average, and its marginals and moments are averaged over
+``final_sweeps`` sweeps of all chains.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .config import SMMConfig
+from .diagnostics import max_moment_error, mean_moment_error
+from .features import LayoutShape, TableLayout, build_layout, moment_rows_to_tables, tables_to_rows, unpad_tables
+from .graph import FactorGraph
+from .mcmc.kernels import HostPlan, SweepPlan, build_plan, make_rows, move_rate, random_states, run_sweeps, zero_accumulators
+from .targets import (
+    MomentObjective,
+    MomentTargets,
+    TableObjective,
+    TableTargets,
+    ascent,
+    chain_values,
+    init_params,
+    moment_objective,
+    params_to_tables,
+    project,
+    table_objective,
+)
+
+
+class Static(NamedTuple):
+    """Compile-time settings (hashable): equal values reuse the compiled chunk."""
+
+    shape: LayoutShape
+    optimizer: str
+    sweeps: int
+    temperature: float
+    grad_clip: float | None
+    logit_clip: float
+    tolerance: float
+
+
+class TrainState(NamedTuple):
+    """Everything an iteration carries (device pytree)."""
+
+    x: jax.Array  # i32[V + 1, C]: persistent chains
+    params: Any  # f32[K] multipliers, or bucket tables
+    opt_state: Any  # optax state (adam) or ()
+    average: Any  # Polyak average of params
+    n_average: jax.Array  # f32[]: iterations averaged
+    key: jax.Array
+
+
+class IterationInfo(NamedTuple):
+    max_error: jax.Array
+    mean_error: jax.Array
+    converged: jax.Array
+    acceptance: jax.Array
+
+
+def _adam():
+    return optax.scale_by_adam()
+
+
+def factor_tables(static: Static, objective, params):
+    tables = params_to_tables(objective, params, static.shape)
+    return tuple(jnp.clip(t, -static.logit_clip, static.logit_clip) for t in tables)
+
+
+def _chain_statistics(objective: MomentObjective, x, n_states):
+    """Per-chain feature values ``[K, C]`` and their covariance ``[K, K]``."""
+    values = chain_values(objective, x, n_states)
+    mean = values.mean(axis=1)
+    return values, values @ values.T / values.shape[1] - jnp.outer(mean, mean)
+
+
+LINE_SEARCH_STEPS = 2.0 ** -np.arange(8)  # 1, 1/2, ..., 1/128
+MIN_EFFECTIVE_FRACTION = 0.3
+
+
+def _newton_step(objective: MomentObjective, params, grad, values, cov):
+    """Damped Newton step on the dual, with an importance-sampled line search.
+
+    The direction solves ``(Cov(g) + diag(s^2)) d = grad`` over the multipliers not
+    held at a sign bound. The step length minimises the dual change
+    ``log E[exp(delta.g)] - delta.c + 1/2 s^2 (|lambda + delta|^2 - |lambda|^2)``
+    estimated by reweighting the current chains, among lengths whose weights keep at
+    least ``MIN_EFFECTIVE_FRACTION`` of the chains effective (so the estimate, and the
+    chains after the step, stay close to equilibrium).
+    """
+    held = ((params <= objective.lower) & (grad < 0)) | ((params >= objective.upper) & (grad > 0))
+    free = ~held
+    hessian = cov + jnp.diag(objective.s2 + 1e-6)
+    hessian = jnp.where(free[:, None] & free[None, :], hessian, jnp.eye(hessian.shape[0]))
+    direction = jnp.linalg.solve(hessian, jnp.where(free, grad, 0.0))
+
+    def change(alpha):
+        new = project(objective, params + alpha * direction)
+        delta = new - params
+        log_w = delta @ values  # [C]
+        top = jnp.max(log_w)
+        w = jnp.exp(log_w - top)
+        log_mean = jnp.log(jnp.mean(w)) + top
+        effective = jnp.sum(w) ** 2 / (jnp.sum(w**2) * w.shape[0])
+        dual = log_mean - delta @ objective.target + 0.5 * jnp.sum(objective.s2 * (new**2 - params**2))
+        return dual, effective
+
+    alphas = jnp.asarray(LINE_SEARCH_STEPS, jnp.float32)
+    dual, effective = jax.vmap(change)(alphas)
+    dual = jnp.where(effective >= MIN_EFFECTIVE_FRACTION, dual, jnp.inf)
+    alpha = jnp.where(jnp.isfinite(jnp.min(dual)), alphas[jnp.argmin(dual)], alphas[-1])
+    return alpha * direction
+
+
+def _projected(objective, params, grad):
+    """Residuals that count toward convergence (none where a sign bound is rightly active)."""
+    if isinstance(objective, MomentObjective):
+        at_lower = (params <= objective.lower) & (grad < 0)
+        at_upper = (params >= objective.upper) & (grad > 0)
+        return jnp.where(at_lower | at_upper, 0.0, grad)
+    return jnp.concatenate([(g * m).reshape(-1) for g, m in zip(grad, objective.mask)])
+
+
+def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr, averaging):
+    """Sweeps at the current tables, then one dual step (pure)."""
+    key, sweep_key = jax.random.split(state.key)
+    rows = make_rows(plan, tables_to_rows(static.shape, factor_tables(static, objective, state.params)))
+    x, acc = run_sweeps(
+        plan, rows, state.x, sweep_key, zero_accumulators(static.shape), static.sweeps, temperature=static.temperature
+    )
+    moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
+    grad = ascent(objective, state.params, moments)
+    if isinstance(objective, MomentObjective):
+        values, cov = _chain_statistics(objective, x, static.shape.n_states)
+        variance = jnp.diag(cov)
+    else:
+        flat = jnp.concatenate([m.reshape(-1) for m in moments])
+        variance = flat * (1.0 - flat)
+    opt_state = state.opt_state
+    if static.optimizer == "newton":
+        step = _newton_step(objective, state.params, grad, values, cov)
+    elif static.optimizer == "adam":
+        step, opt_state = optax.scale_by_adam().update(grad, state.opt_state, state.params)
+    else:
+        step = grad
+    if static.grad_clip is not None:
+        step = jax.tree.map(lambda s: jnp.clip(s, -static.grad_clip, static.grad_clip), step)
+    params = project(objective, jax.tree.map(lambda p, s: p + lr * s, state.params, step))
+    n_average = state.n_average + averaging
+    weight = averaging / jnp.maximum(n_average, 1.0)
+    average = jax.tree.map(lambda a, p: a + weight * (p - a), state.average, params)
+
+    residual = _projected(objective, state.params, grad)
+    stderr = jnp.sqrt(jnp.maximum(variance, 0.0) / x.shape[1])
+    info = IterationInfo(
+        max_error=max_moment_error(residual),
+        mean_error=mean_moment_error(residual),
+        converged=jnp.all(jnp.abs(residual) <= static.tolerance + 3.0 * stderr),
+        acceptance=move_rate(plan, acc),
+    )
+    return TrainState(x, params, opt_state, average, n_average, key), info
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
+def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs, averaging):
+    """``len(lrs)`` iterations under ``lax.scan``; returns the state and per-iteration info."""
+
+    def body(state, inputs):
+        return iteration(static, plan, objective, state, *inputs)
+
+    return jax.lax.scan(body, state, (lrs, averaging))
+
+
+class FinalEstimate(NamedTuple):
+    x: jax.Array
+    moments: tuple  # bucket tables of E[1{x_f = cell}]
+    marginals: jax.Array  # f32[S, V + 1]
+    acceptance: jax.Array
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def run_final(static: Static, plan: SweepPlan, objective, params, state_x_key, burn_in: int, sweeps: int):
+    """Burn in at ``params``, then average moments and marginals over ``sweeps`` sweeps."""
+    x, key = state_x_key
+    rows = make_rows(plan, tables_to_rows(static.shape, factor_tables(static, objective, params)))
+    burn_key, key = jax.random.split(key)
+    if burn_in:
+        x, _ = run_sweeps(plan, rows, x, burn_key, None, burn_in, temperature=static.temperature, accumulate=False)
+    x, acc = run_sweeps(plan, rows, x, key, zero_accumulators(static.shape), sweeps, temperature=static.temperature)
+    moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
+    return FinalEstimate(x, moments, acc.marginals / acc.sweeps, move_rate(plan, acc))
+
+
+# -- host side ---------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class SMMModel:
+    """A graph with its targets, laid out and coloured for the sampler (built once)."""
+
+    graph: FactorGraph
+    targets: MomentTargets | TableTargets
+    layout: TableLayout
+    plan: HostPlan
+    l2_regularization: float = 1e-3
+
+    @classmethod
+    def build(cls, graph: FactorGraph, targets, l2_regularization: float = 1e-3, pad: bool = True) -> SMMModel:
+        layout = build_layout(graph, pad=pad)
+        return cls(graph, targets, layout, build_plan(graph, layout, pad=pad), float(l2_regularization))
+
+    def objective(self):
+        if isinstance(self.targets, MomentTargets):
+            return moment_objective(self.layout, self.targets)
+        return table_objective(self.layout, self.graph, self.targets, self.l2_regularization)
+
+
+@attrs.frozen(eq=False)
+class SMMFit:
+    """The fitted model: parameters, table moments per factor, marginals per variable."""
+
+    graph: FactorGraph  # factor parameters are the fitted tables
+    params: Any  # multipliers [K] (moment targets) or one table per factor
+    table_moments: list  # per factor: E[1{x_f = cell}], unpadded
+    marginals: list  # per variable: state probabilities
+    converged: bool
+    n_iterations: int
+    history: dict
+    diagnostics: dict
+    state: Any = None  # final chains and key, to continue sampling
+
+
+def _key(rng):
+    if rng is None:
+        return jax.random.key(0)
+    if isinstance(rng, (int, np.integer)):
+        return jax.random.key(int(rng))
+    return rng
+
+
+def _record(history, infos, start_iteration, seconds, averaging):
+    n = len(np.asarray(infos.max_error))
+    history["iteration"].extend(range(start_iteration + 1, start_iteration + n + 1))
+    history["max_error"].extend(np.asarray(infos.max_error, dtype=float).tolist())
+    history["mean_error"].extend(np.asarray(infos.mean_error, dtype=float).tolist())
+    history["acceptance"].extend(np.asarray(infos.acceptance, dtype=float).tolist())
+    history["runtime"].extend([seconds / n] * n)
+    history["averaging"].extend([bool(averaging)] * n)
+
+
+def fit_model(
+    model: SMMModel,
+    config: SMMConfig,
+    progress: Callable[[int, int, dict], None] | None = None,
+    rng=None,
+) -> SMMFit:
+    """Run the full schedule: search until converged, average, estimate (see module doc)."""
+    started = time.perf_counter()
+    objective = model.objective()
+    plan = model.plan.device()
+    optimizer = config.optimizer
+    if optimizer == "newton" and not isinstance(objective, MomentObjective):
+        optimizer = "adam"  # one multiplier per cell: no dense Hessian
+    static = Static(
+        model.layout.shape,
+        optimizer,
+        config.mcmc_steps_per_iteration,
+        float(config.temperature),
+        None if config.grad_clip is None else float(config.grad_clip),
+        float(config.logit_clip),
+        float(config.tolerance),
+    )
+    key = _key(config.seed if rng is None else rng)
+    init_key, key = jax.random.split(key)
+    params = init_params(objective)
+    opt_state = optax.scale_by_adam().init(params) if optimizer == "adam" else ()
+    state = TrainState(
+        random_states(plan, init_key, config.num_chains),
+        params,
+        opt_state,
+        jax.tree.map(jnp.zeros_like, params),
+        jnp.zeros((), jnp.float32),
+        key,
+    )
+    history = {k: [] for k in ("iteration", "max_error", "mean_error", "acceptance", "runtime", "averaging")}
+    chunk = config.chunk_size
+    n_search = math.ceil(config.num_iterations / chunk)
+    n_average = math.ceil(config.averaging_iterations / chunk)
+    total = (n_search + n_average) * chunk
+    lr = float(config.learning_rate)
+    converged = False
+    done = 0
+    chunk_times = []
+
+    def advance(state, lrs, averaging):
+        nonlocal done
+        t0 = time.perf_counter()
+        state, infos = run_chunk(static, plan, objective, state, jnp.asarray(lrs, jnp.float32), jnp.full(chunk, averaging, jnp.float32))
+        infos = jax.device_get(infos)
+        seconds = time.perf_counter() - t0
+        chunk_times.append(seconds)
+        _record(history, infos, done, seconds, averaging)
+        done += chunk
+        if progress is not None:
+            progress(done, total, {"max_error": float(infos.max_error[-1]), "mean_error": float(infos.mean_error[-1])})
+        return state, infos
+
+    for _ in range(n_search):
+        state, infos = advance(state, np.full(chunk, lr), 0.0)
+        # two consecutive converged iterations: one can pass by Monte Carlo luck
+        if bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True):
+            converged = True
+            break
+    search_iterations = done
+    for c in range(n_average):
+        t = np.arange(c * chunk, (c + 1) * chunk)
+        state, _ = advance(state, lr / np.sqrt(1.0 + t), 1.0)
+    answer = state.average if n_average else state.params
+
+    t0 = time.perf_counter()
+    final = run_final(static, plan, objective, answer, (state.x, state.key), config.burn_in_sweeps, config.final_sweeps)
+    final = jax.device_get(final)
+    final_seconds = time.perf_counter() - t0
+
+    graph = model.graph
+    moments = unpad_tables(model.layout, graph, final.moments)
+    theta = unpad_tables(model.layout, graph, jax.device_get(factor_tables(static, objective, answer)))
+    marginals_padded = np.asarray(final.marginals, dtype=np.float64)
+    marginals = []
+    for index, size in enumerate(graph.sizes):
+        p = np.clip(marginals_padded[:size, index], 0.0, None)
+        marginals.append(p / p.sum())
+    if isinstance(objective, MomentObjective):
+        params_out = np.asarray(answer, dtype=np.float64)[: len(model.targets.constraints)]
+    else:
+        params_out = theta
+    warm = chunk_times[1:] or chunk_times
+    diagnostics = {
+        "num_chains": config.num_chains,
+        "optimizer": optimizer,
+        "search_iterations": search_iterations,
+        "averaging_iterations": n_average * chunk,
+        "sweeps": done * config.mcmc_steps_per_iteration + config.burn_in_sweeps + config.final_sweeps,
+        "first_chunk_s": chunk_times[0],
+        "compile_time_s": max(chunk_times[0] - float(np.median(warm)), 0.0),
+        "chunk_s": float(np.median(warm)),
+        "final_s": final_seconds,
+        "final_acceptance": float(final.acceptance),
+        "runtime_s": time.perf_counter() - started,
+        "padded_shape": tuple(model.layout.shape),
+        "colours": int(model.plan.colours.max()) + 1 if graph.n_vars else 0,
+    }
+    return SMMFit(
+        graph=graph.with_tables(theta),
+        params=params_out,
+        table_moments=moments,
+        marginals=marginals,
+        converged=converged,
+        n_iterations=done,
+        history=history,
+        diagnostics=diagnostics,
+        state=(final.x, state.key),
+    )
+
+
+def fit_smm(
+    graph: FactorGraph,
+    targets,
+    num_iterations: int = 200,
+    mcmc_steps_per_iteration: int = 2,
+    learning_rate: float = 0.5,
+    optimizer: str = "sgd",
+    l2_regularization: float = 1e-3,
+    rng=0,
+    *,
+    config: SMMConfig | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+):
+    """Fit ``graph``'s factor tables to ``targets``; return ``(trained graph, history)``.
+
+    ``targets`` is a :class:`~.targets.TableTargets` (one indicator per table cell) or
+    a :class:`~.targets.MomentTargets`. ``config`` overrides the schedule knobs not in
+    the signature. The history also carries ``marginals`` (per variable), ``params``,
+    ``table_moments`` and ``diagnostics``.
+    """
+    base = config or SMMConfig()
+    config = attrs.evolve(
+        base,
+        num_iterations=num_iterations,
+        mcmc_steps_per_iteration=mcmc_steps_per_iteration,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        l2_regularization=l2_regularization,
+    )
+    model = SMMModel.build(graph, targets, l2_regularization=l2_regularization)
+    fit = fit_model(model, config, progress=progress, rng=rng)
+    history = dict(fit.history)
+    history.update(
+        marginals=fit.marginals,
+        params=fit.params,
+        table_moments=fit.table_moments,
+        converged=fit.converged,
+        diagnostics=fit.diagnostics,
+    )
+    return fit.graph, history
