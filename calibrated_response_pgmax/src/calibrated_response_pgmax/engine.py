@@ -75,6 +75,17 @@ def make_statics(layout: FactorLayout, graph: PgmaxGraph, targets, s2, bounds) -
     )
 
 
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Adam on the dual with an exponentially decaying step size (see :class:`PgmaxConfig`)."""
+    schedule = optax.exponential_decay(
+        config.learning_rate,
+        transition_steps=config.learning_rate_half_life,
+        decay_rate=0.5,
+        end_value=min(config.min_learning_rate, config.learning_rate),
+    )
+    return optax.adam(schedule, b2=config.adam_b2)
+
+
 def log_potentials(lambdas, statics: Statics, n_configs: int):
     """PGMax flat log potentials ``theta_f = sum_k lambda_k G_k`` for multipliers ``lambdas``."""
     contributions = lambdas[statics.entry_constraint] * statics.entry_value

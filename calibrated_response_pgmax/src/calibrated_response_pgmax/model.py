@@ -78,7 +78,6 @@ def fit_model(
 ) -> FitResult:
     """Minimise the Bethe dual with Adam on BP moments; return the core FitResult."""
     import jax.numpy as jnp
-    import optax
 
     from calibrated_response_pgmax import engine
 
@@ -88,7 +87,7 @@ def fit_model(
 
     started = time.perf_counter()
     statics = engine.make_statics(layout, graph, problem.targets, problem.s2, problem.lambda_bounds())
-    optimizer = optax.adam(config.learning_rate)
+    optimizer = engine.make_optimizer(config)
     chunk = engine.build_chunk(graph, statics, layout, optimizer, config)
     lambdas = jnp.zeros(len(problem.constraints), dtype=jnp.float32)
     state = engine.DualState(lambdas, optimizer.init(lambdas), jnp.asarray(graph.initial_arrays.ftov_msgs))
