@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
+from calibrated_response_plugins import DistributionBuilder, load_problem
+
+from calibrated_response_maxent.model import count_joint_states
 
 DEFAULT_CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
 
@@ -41,10 +44,6 @@ def case_files(directory: Path, limit: int | None = None) -> list[Path]:
 
 def fit_case(path: Path, options: dict | None = None) -> CaseOutcome:
     """Load, compile and fit one case through ``DistributionBuilder(backend="maxent")``."""
-    from calibrated_response_plugins import DistributionBuilder, load_problem
-
-    from calibrated_response_maxent.model import count_joint_states
-
     problem = load_problem(path)
     builder = DistributionBuilder(problem.variables, problem.estimates, backend="maxent", config=options)
     n_states = count_joint_states(builder.compile().n_states)

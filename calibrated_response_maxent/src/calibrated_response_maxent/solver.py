@@ -50,11 +50,7 @@ class DualPoint(NamedTuple):
     feature_means: np.ndarray  # (K,) E[g_k]
     log_partition: float  # sum over components
     components: tuple[ComponentState, ...]  # one per model component
-
-    @property
-    def scope_marginals(self) -> tuple[np.ndarray, ...]:
-        """Every scope group's marginal, in the order of ``DenseModel.groups``."""
-        return tuple(marginal for state in self.components for marginal in state.scope_marginals)
+    scope_marginals: tuple[np.ndarray, ...]  # every group's, in the order of DenseModel.groups
 
 
 def log_potential(component: Component, lambdas: np.ndarray) -> np.ndarray:
@@ -103,11 +99,12 @@ def evaluate_dual(model: DenseModel, lambdas: np.ndarray) -> DualPoint:
     lambdas = np.asarray(lambdas, dtype=np.float64)
     states = tuple(component_state(component, lambdas) for component in model.components)
     log_partition = sum(state.log_partition for state in states)
-    feature_means = expectations(model, tuple(m for state in states for m in state.scope_marginals))
+    scope_marginals = tuple(marginal for state in states for marginal in state.scope_marginals)
+    feature_means = expectations(model, scope_marginals)
     penalty = model.s2 * lambdas
     objective = log_partition - float(lambdas @ model.targets) + 0.5 * float(lambdas @ penalty)
     gradient = feature_means - model.targets + penalty
-    return DualPoint(lambdas, objective, gradient, feature_means, log_partition, states)
+    return DualPoint(lambdas, objective, gradient, feature_means, log_partition, states, scope_marginals)
 
 
 def projected_gradient(model: DenseModel, point: DualPoint) -> np.ndarray:
@@ -269,7 +266,9 @@ def run_lbfgsb(
     return current_point(clip_to_bounds(model, result.x)), facts
 
 
-def polish(model: DenseModel, point: DualPoint, config: MaxentConfig, history: dict[str, list]) -> tuple[DualPoint, int]:
+def polish(
+    model: DenseModel, point: DualPoint, config: MaxentConfig, history: dict[str, list]
+) -> tuple[DualPoint, int]:
     """Projected Newton steps until the projected gradient is below ``gtol`` or no step helps."""
     steps = 0
     while steps < config.max_polish_steps and projected_gradient_norm(model, point) > config.gtol:
