@@ -70,18 +70,20 @@ def max_entropy_pair_given(conditional: float) -> np.ndarray:
     return solution.x.reshape(2, 2)
 
 
-def test_conditional_probability_matches_brute_force_entropy_maximisation(build):
-    p = 0.8
-    a, b = build.binary("a"), build.binary("b")
+def pair_with_conditional(build, p: float):
+    """Two binaries a, b with the single estimate P(a | b) = p, reported as P(a and b) / P(b)."""
     and_b = np.array([[0.0, 0.0], [0.0, 1.0]])
     b_only = np.array([[0.0, 1.0], [0.0, 1.0]])
-    problem = build.ConstraintSet(
-        [a, b],
-        [build.constraint("p_a_given_b", (0, 1), and_b - p * b_only, 0.0, s2=NEGLIGIBLE_S2,
-                          numerator=and_b, denominator=b_only)],
+    estimate = build.constraint(
+        "p_a_given_b", (0, 1), and_b - p * b_only, 0.0, s2=NEGLIGIBLE_S2, numerator=and_b, denominator=b_only
     )
+    return build.ConstraintSet([build.binary("a"), build.binary("b")], [estimate])
 
-    result = fit(problem)
+
+def test_conditional_probability_matches_brute_force_entropy_maximisation(build):
+    p = 0.8
+
+    result = fit(pair_with_conditional(build, p))
     brute = max_entropy_pair_given(p)
 
     numerator, denominator = result.report_means[0]
@@ -96,14 +98,8 @@ def test_conditional_probability_matches_brute_force_entropy_maximisation(build)
 
 def test_conditional_probability_leaves_p_b_at_its_closed_form(build):
     p = 0.8
-    a, b = build.binary("a"), build.binary("b")
-    and_b = np.array([[0.0, 0.0], [0.0, 1.0]])
-    b_only = np.array([[0.0, 1.0], [0.0, 1.0]])
-    problem = build.ConstraintSet(
-        [a, b], [build.constraint("p_a_given_b", (0, 1), and_b - p * b_only, 0.0, s2=NEGLIGIBLE_S2)]
-    )
 
-    result = fit(problem)
+    result = fit(pair_with_conditional(build, p))
 
     # With q(a, b) proportional to exp(lambda g): P(A | B) = p fixes lambda, and
     # P(B) = (e^{lambda (1 - p)} + e^{-lambda p}) / (that + 2).
