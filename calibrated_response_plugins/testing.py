@@ -87,17 +87,21 @@ class BackendConformance:
     tolerance: ClassVar[float] = 0.01
     residual_tolerance: ClassVar[float] = 0.02
 
-    def make_builder(self, problem: dict[str, Any] | None = None, **config: Any) -> DistributionBuilder:
-        problem = CONFORMANCE_PROBLEM if problem is None else problem
-        options = {**self.config, **config}
-        return DistributionBuilder(problem["variables"], problem["estimates"], backend=self.backend,
-                                   config=options or None)
-
     @pytest.fixture(scope="class")
-    def built(self):
-        builder = self.make_builder()
+    @classmethod
+    def built(cls):
+        """One fit of the conformance problem per test class: (builder, histogram, info)."""
+        builder = cls.make_builder()
         histogram, info = builder.build(target_variable="festival", progress=False)
         return builder, histogram, info
+
+    @classmethod
+    def make_builder(cls, problem: dict[str, Any] | None = None, **config: Any) -> DistributionBuilder:
+        problem = CONFORMANCE_PROBLEM if problem is None else problem
+        options = {**cls.config, **config}
+        return DistributionBuilder(problem["variables"], problem["estimates"], backend=cls.backend,
+                                   config=options or None)
+
 
     def test_outputs_are_normalised(self, built):
         builder, histogram, info = built

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from calibrated_response_plugins.testing import BackendConformance
 
 
-# The kit's class-scoped ``built`` fixture is an instance method, which pytest 9 deprecates;
-# under the repository's warnings-as-errors setting that would fail the kit's setup.
-@pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning")
 class TestMaxentConformance(BackendConformance):
     backend = "maxent"
     # The kit's reference is the maxent backend itself, and the fit is deterministic:
