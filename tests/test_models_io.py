@@ -10,7 +10,6 @@ from calibrated_response_plugins import (
     BinaryVariable,
     ConditionalProbabilityEstimate,
     ContinuousVariable,
-    DistributionBuilder,
     ModelInputError,
     compile_problem,
     load_problem,

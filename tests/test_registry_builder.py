@@ -10,7 +10,6 @@ from calibrated_response_plugins import (
     UnknownBackendError,
     config_from_options,
     hookimpl,
-    installed_backends,
 )
 from calibrated_response_plugins.config import CoreConfig
 from calibrated_response_plugins.registry import _unknown_backend, load_backend, register_backend, unregister_backend
