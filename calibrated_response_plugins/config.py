@@ -11,14 +11,36 @@ import attrs
 ConfigT = TypeVar("ConfigT", bound="CoreConfig")
 
 
-def _positive_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(instance, attribute, value):
+    """attrs validator: an integer >= 1."""
+    if not _is_int(value) or value < 1:
         raise ValueError(f"config field {attribute.name!r} must be a positive integer, got {value!r}")
 
 
-def _finite_non_negative(instance, attribute, value):
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+def non_negative_int(instance, attribute, value):
+    """attrs validator: an integer >= 0."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"config field {attribute.name!r} must be an integer >= 0, got {value!r}")
+
+
+def finite_non_negative(instance, attribute, value):
+    """attrs validator: a finite number >= 0."""
+    if not _is_finite_number(value) or value < 0:
         raise ValueError(f"config field {attribute.name!r} must be a finite number >= 0, got {value!r}")
+
+
+def finite_positive(instance, attribute, value):
+    """attrs validator: a finite number > 0."""
+    if not _is_finite_number(value) or value <= 0:
+        raise ValueError(f"config field {attribute.name!r} must be a finite number > 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -31,10 +53,10 @@ class CoreConfig:
     :param seed: random seed for stochastic backends.
     """
 
-    max_bins: int = attrs.field(default=21, validator=_positive_int)
-    max_arity: int = attrs.field(default=3, validator=_positive_int)
-    l2_regularization: float = attrs.field(default=1e-3, validator=_finite_non_negative)
-    seed: int = attrs.field(default=0)
+    max_bins: int = attrs.field(default=21, validator=positive_int)
+    max_arity: int = attrs.field(default=3, validator=positive_int)
+    l2_regularization: float = attrs.field(default=1e-3, validator=finite_non_negative)
+    seed: int = attrs.field(default=0, validator=non_negative_int)
 
 
 def config_from_options(cls: type[ConfigT], options: Mapping[str, Any] | ConfigT | None) -> ConfigT:
