@@ -22,10 +22,17 @@ Relation = Literal["eq", "le", "ge"]
 VariableKind = Literal["binary", "continuous"]
 
 
-def _as_float_array(value: Any) -> np.ndarray:
-    array = np.array(value, dtype=np.float64)
+def frozen_array(value: Any, dtype: Any = np.float64) -> np.ndarray:
+    """A read-only copy of ``value`` as a numpy array (for frozen attrs fields)."""
+    array = np.array(value, dtype=dtype)
     array.setflags(write=False)
     return array
+
+
+def frozen_index_array(value: Any) -> np.ndarray:
+    """A read-only copy of ``value`` as an index array."""
+    return frozen_array(value, np.intp)
+
 
 
 @attrs.frozen(eq=False)
@@ -40,8 +47,8 @@ class Domain:
 
     name: str
     kind: VariableKind = attrs.field(validator=attrs.validators.in_(("binary", "continuous")))
-    bin_edges: np.ndarray = attrs.field(converter=_as_float_array)
-    values: np.ndarray = attrs.field(converter=_as_float_array)
+    bin_edges: np.ndarray = attrs.field(converter=frozen_array)
+    values: np.ndarray = attrs.field(converter=frozen_array)
     lower: float
     upper: float
 
@@ -88,11 +95,11 @@ class Constraint:
     estimate_type: str
     relation: Relation = attrs.field(validator=attrs.validators.in_(("eq", "le", "ge")))
     scope: tuple[int, ...] = attrs.field(converter=tuple)
-    feature: np.ndarray = attrs.field(converter=_as_float_array)
+    feature: np.ndarray = attrs.field(converter=frozen_array)
     target: float
     s2: float
-    report_numerator: np.ndarray = attrs.field(converter=_as_float_array)
-    report_denominator: np.ndarray = attrs.field(converter=_as_float_array)
+    report_numerator: np.ndarray = attrs.field(converter=frozen_array)
+    report_denominator: np.ndarray = attrs.field(converter=frozen_array)
     report_target: float
     report_offset: float = 0.0
     report_scale: float = 1.0
@@ -186,9 +193,9 @@ class FitResult:
     wants to keep (its trained model, chains, ...).
     """
 
-    lambdas: np.ndarray = attrs.field(converter=_as_float_array)
-    feature_means: np.ndarray = attrs.field(converter=_as_float_array)
-    report_means: np.ndarray = attrs.field(converter=_as_float_array)
+    lambdas: np.ndarray = attrs.field(converter=frozen_array)
+    feature_means: np.ndarray = attrs.field(converter=frozen_array)
+    report_means: np.ndarray = attrs.field(converter=frozen_array)
     marginals: dict[str, np.ndarray]
     converged: bool
     n_iterations: int

@@ -15,19 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 import numpy as np
-from calibrated_response_plugins.constraints import ConstraintSet
-
-
-def _frozen_array(value) -> np.ndarray:
-    array = np.array(value, dtype=np.float64)
-    array.setflags(write=False)
-    return array
-
-
-def _frozen_index_array(value) -> np.ndarray:
-    array = np.array(value, dtype=np.intp)
-    array.setflags(write=False)
-    return array
+from calibrated_response_plugins.constraints import ConstraintSet, frozen_array, frozen_index_array
 
 
 def count_joint_states(n_states: Sequence[int]) -> int:
@@ -62,10 +50,10 @@ class ScopeGroup:
 
     scope: tuple[int, ...] = attrs.field(converter=tuple)
     axes: tuple[int, ...] = attrs.field(converter=tuple)
-    constraint_indices: np.ndarray = attrs.field(converter=_frozen_index_array)
-    features: np.ndarray = attrs.field(converter=_frozen_array)
-    report_numerators: np.ndarray = attrs.field(converter=_frozen_array)
-    report_denominators: np.ndarray = attrs.field(converter=_frozen_array)
+    constraint_indices: np.ndarray = attrs.field(converter=frozen_index_array)
+    features: np.ndarray = attrs.field(converter=frozen_array)
+    report_numerators: np.ndarray = attrs.field(converter=frozen_array)
+    report_denominators: np.ndarray = attrs.field(converter=frozen_array)
     broadcast_shape: tuple[int, ...] = attrs.field(converter=tuple)
     summed_axes: tuple[int, ...] = attrs.field(converter=tuple)
 
@@ -99,10 +87,10 @@ class DenseModel:
 
     problem: ConstraintSet
     components: tuple[Component, ...] = attrs.field(converter=tuple)
-    targets: np.ndarray = attrs.field(converter=_frozen_array)
-    s2: np.ndarray = attrs.field(converter=_frozen_array)
-    lower_bounds: np.ndarray = attrs.field(converter=_frozen_array)
-    upper_bounds: np.ndarray = attrs.field(converter=_frozen_array)
+    targets: np.ndarray = attrs.field(converter=frozen_array)
+    s2: np.ndarray = attrs.field(converter=frozen_array)
+    lower_bounds: np.ndarray = attrs.field(converter=frozen_array)
+    upper_bounds: np.ndarray = attrs.field(converter=frozen_array)
 
     @property
     def groups(self) -> tuple[ScopeGroup, ...]:
