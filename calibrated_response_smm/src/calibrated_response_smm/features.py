@@ -5,7 +5,7 @@ Factors are grouped by arity into buckets; bucket ``a`` holds ``theta_a`` of sha
 never sampled). Two row tables are derived from them (JAX has no ragged arrays, so
 every lookup is a row of ``S`` numbers at a precomputed index):
 
-* the *conditional rows* ``R``: for each factor and each position ``j`` of its scope,
+* the *conditional rows* ``R``: for each factor of arity 2 or 3 and each position ``j`` of its scope,
   the table with axis ``j`` moved last, as rows of ``S``; the conditional logits of a
   variable are a sum of such rows picked by its neighbours' current states;
 * the *moment rows* ``M``: position 0 only; Rao-Blackwellised moments add the pivot
@@ -14,7 +14,8 @@ every lookup is a row of ``S`` numbers at a precomputed index):
 Row ``0`` of ``R`` is all zeros (padding slots point at it); the last row of ``M`` is a
 trash row for padding pivots. The row index of a slot is
 ``base + x[o1] * S + x[o2]`` with ``o1``/``o2`` the other scope variables (the dummy
-variable, always in state 0, where a scope is shorter).
+variable, always in state 0, where a scope is shorter). Unary tables need no lookup:
+they are summed into each variable's base logits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import attrs
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -180,7 +182,7 @@ def state_mask(layout: TableLayout, graph: FactorGraph) -> tuple[np.ndarray, ...
 
 
 def tables_to_rows(shape: LayoutShape, theta) -> jnp.ndarray:
-    """Conditional row table ``R^T`` of shape ``[S, n_rows]`` from bucket tables."""
+    """Conditional row table ``R`` of shape ``[n_rows, S]`` from bucket tables."""
     S = shape.n_states
     blocks = [jnp.zeros((1, S), theta[0].dtype)]
     for arity, size, t in zip(ARITIES, shape.bucket_sizes, theta):
@@ -188,19 +190,29 @@ def tables_to_rows(shape: LayoutShape, theta) -> jnp.ndarray:
         for j in range(arity):
             blocks.append(jnp.moveaxis(full, 1 + j, -1).reshape(-1, S))
     rows = jnp.concatenate(blocks, axis=0)
-    rows = jnp.pad(rows, ((0, shape.n_rows - rows.shape[0]), (0, 0)))
-    return rows.T
+    return jnp.pad(rows, ((0, shape.n_rows - rows.shape[0]), (0, 0)))
 
 
-def moment_rows_to_tables(shape: LayoutShape, moment_rows) -> tuple[jnp.ndarray, ...]:
-    """Bucket tables ``[F_a, S**a]`` from the accumulated moment rows ``[S, n_moment_rows]``."""
+def unary_logits(shape: LayoutShape, theta, unary_scopes) -> jnp.ndarray:
+    """Sum of the unary factor tables per variable, ``[V + 1, S]`` (folded into base logits)."""
+    return jax.ops.segment_sum(theta[0], unary_scopes[:, 0], num_segments=shape.n_vars_padded + 1)
+
+
+def moment_rows_to_tables(shape: LayoutShape, moment_rows, xp=jnp) -> tuple:
+    """Bucket tables ``[F_a, S**a]`` from the accumulated moment rows ``[n_moment_rows, S]``."""
     S = shape.n_states
     out = []
     start = 0
     for arity, size in zip(ARITIES, shape.bucket_sizes):
         block = S ** (arity - 1)
-        rows = moment_rows[:, start : start + size * block]  # [S(pivot), F*block]
+        rows = moment_rows[start : start + size * block]  # [F*block (others), S (pivot)]
         start += size * block
-        table = rows.reshape(S, size, block)  # pivot, factor, others
-        out.append(jnp.transpose(table, (1, 0, 2)).reshape(size, S**arity))
+        table = rows.reshape(size, block, S)
+        out.append(xp.transpose(table, (0, 2, 1)).reshape(size, S**arity))
     return tuple(out)
+
+
+
+def moment_rows_to_tables_host(shape: LayoutShape, moment_rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`moment_rows_to_tables` in numpy (float64, no device round trip)."""
+    return moment_rows_to_tables(shape, np.asarray(moment_rows), xp=np)

@@ -33,9 +33,28 @@ import optax
 
 from .config import SMMConfig
 from .diagnostics import max_moment_error, mean_moment_error
-from .features import LayoutShape, TableLayout, build_layout, moment_rows_to_tables, tables_to_rows, unpad_tables
+from .features import (
+    LayoutShape,
+    TableLayout,
+    build_layout,
+    moment_rows_to_tables,
+    moment_rows_to_tables_host,
+    tables_to_rows,
+    unpad_tables,
+)
 from .graph import FactorGraph
-from .mcmc.kernels import HostPlan, SweepPlan, build_plan, make_rows, move_rate, random_states, run_sweeps, zero_accumulators
+from .mcmc.kernels import (
+    Accumulators,
+    HostPlan,
+    SweepPlan,
+    build_plan,
+    make_rows,
+    move_rate,
+    random_states,
+    run_sweeps,
+    seed_words,
+    zero_accumulators,
+)
 from .targets import (
     MomentObjective,
     MomentTargets,
@@ -71,7 +90,8 @@ class TrainState(NamedTuple):
     opt_state: Any  # optax state (adam) or ()
     average: Any  # Polyak average of params
     n_average: jax.Array  # f32[]: iterations averaged
-    key: jax.Array
+    seed: jax.Array  # u32[2]: random stream of the chains
+    counter: jax.Array  # u32[]: sweeps done (position in the stream)
 
 
 class IterationInfo(NamedTuple):
@@ -145,11 +165,17 @@ def _projected(objective, params, grad):
 
 
 def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr, averaging):
-    """Sweeps at the current tables, then one dual step (pure)."""
-    key, sweep_key = jax.random.split(state.key)
-    rows = make_rows(plan, tables_to_rows(static.shape, factor_tables(static, objective, state.params)))
+    """Sweeps at the current tables, then one dual step (pure); also returns the sweeps' sums."""
+    rows = make_rows(plan, static.shape, factor_tables(static, objective, state.params))
     x, acc = run_sweeps(
-        plan, rows, state.x, sweep_key, zero_accumulators(static.shape), static.sweeps, temperature=static.temperature
+        plan,
+        rows,
+        state.x,
+        state.seed,
+        state.counter,
+        zero_accumulators(static.shape),
+        static.sweeps,
+        temperature=static.temperature,
     )
     moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
     grad = ascent(objective, state.params, moments)
@@ -181,37 +207,37 @@ def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr,
         converged=jnp.all(jnp.abs(residual) <= static.tolerance + 3.0 * stderr),
         acceptance=move_rate(plan, acc),
     )
-    return TrainState(x, params, opt_state, average, n_average, key), info
+    new_state = TrainState(x, params, opt_state, average, n_average, state.seed, state.counter + static.sweeps)
+    return new_state, info, acc
 
 
-@functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed):
+    """Uniform chains (exactly the zero-parameter model) and zero parameters."""
+    params = init_params(objective)
+    opt_state = optax.scale_by_adam().init(params) if static.optimizer == "adam" else ()
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    x = random_states(plan, seed, num_chains)
+    return TrainState(x, params, opt_state, zeros, jnp.zeros((), jnp.float32), seed, jnp.zeros((), jnp.uint32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs, averaging):
-    """``len(lrs)`` iterations under ``lax.scan``; returns the state and per-iteration info."""
+    """``len(lrs)`` iterations under ``lax.scan``.
 
-    def body(state, inputs):
-        return iteration(static, plan, objective, state, *inputs)
+    Returns the new state, per-iteration :class:`IterationInfo`, and the
+    Rao-Blackwellised sums of every sweep in the chunk (for the final estimate,
+    run with ``lrs = 0``).
+    """
 
-    return jax.lax.scan(body, state, (lrs, averaging))
+    def body(carry, inputs):
+        state, total = carry
+        state, info, acc = iteration(static, plan, objective, state, *inputs)
+        total = jax.tree.map(jnp.add, total, acc)
+        return (state, total), info
 
-
-class FinalEstimate(NamedTuple):
-    x: jax.Array
-    moments: tuple  # bucket tables of E[1{x_f = cell}]
-    marginals: jax.Array  # f32[S, V + 1]
-    acceptance: jax.Array
-
-
-@functools.partial(jax.jit, static_argnums=(0, 5, 6))
-def run_final(static: Static, plan: SweepPlan, objective, params, state_x_key, burn_in: int, sweeps: int):
-    """Burn in at ``params``, then average moments and marginals over ``sweeps`` sweeps."""
-    x, key = state_x_key
-    rows = make_rows(plan, tables_to_rows(static.shape, factor_tables(static, objective, params)))
-    burn_key, key = jax.random.split(key)
-    if burn_in:
-        x, _ = run_sweeps(plan, rows, x, burn_key, None, burn_in, temperature=static.temperature, accumulate=False)
-    x, acc = run_sweeps(plan, rows, x, key, zero_accumulators(static.shape), sweeps, temperature=static.temperature)
-    moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
-    return FinalEstimate(x, moments, acc.marginals / acc.sweeps, move_rate(plan, acc))
+    (state, total), infos = jax.lax.scan(body, (state, zero_accumulators(static.shape)), (lrs, averaging))
+    return state, infos, total
 
 
 # -- host side ---------------------------------------------------------------------
@@ -228,9 +254,12 @@ class SMMModel:
     l2_regularization: float = 1e-3
 
     @classmethod
-    def build(cls, graph: FactorGraph, targets, l2_regularization: float = 1e-3, pad: bool = True) -> SMMModel:
+    def build(
+        cls, graph: FactorGraph, targets, num_chains: int, l2_regularization: float = 1e-3, pad: bool = True
+    ) -> SMMModel:
         layout = build_layout(graph, pad=pad)
-        return cls(graph, targets, layout, build_plan(graph, layout, pad=pad), float(l2_regularization))
+        plan = build_plan(graph, layout, num_chains, pad=pad)
+        return cls(graph, targets, layout, plan, float(l2_regularization))
 
     def objective(self):
         if isinstance(self.targets, MomentTargets):
@@ -253,12 +282,13 @@ class SMMFit:
     state: Any = None  # final chains and key, to continue sampling
 
 
-def _key(rng):
+def _seed(rng) -> np.ndarray:
+    """uint32[2] stream seed from an int (or an existing seed array)."""
     if rng is None:
-        return jax.random.key(0)
+        rng = 0
     if isinstance(rng, (int, np.integer)):
-        return jax.random.key(int(rng))
-    return rng
+        return seed_words(int(rng))
+    return np.asarray(rng, dtype=np.uint32).reshape(2)
 
 
 def _record(history, infos, start_iteration, seconds, averaging):
@@ -271,13 +301,27 @@ def _record(history, infos, start_iteration, seconds, averaging):
     history["averaging"].extend([bool(averaging)] * n)
 
 
+def _host_tables(model: SMMModel, params) -> list[np.ndarray]:
+    """Factor tables of the answer, per graph factor (float64, unpadded)."""
+    if isinstance(model.targets, MomentTargets):
+        tables = [np.zeros(f.table_shape) for f in model.graph.factors]
+        for lam, constraint in zip(np.asarray(params, np.float64), model.targets.constraints):
+            tables[constraint.factor_id] = tables[constraint.factor_id] + lam * constraint.feature
+        return tables
+    return unpad_tables(model.layout, model.graph, params)
+
+
 def fit_model(
     model: SMMModel,
     config: SMMConfig,
     progress: Callable[[int, int, dict], None] | None = None,
     rng=None,
 ) -> SMMFit:
-    """Run the full schedule: search until converged, average, estimate (see module doc)."""
+    """Run the full schedule: search until converged, average, estimate (see module doc).
+
+    Every phase runs the same compiled chunk: the averaging phase with a decaying
+    step, the burn-in and final estimate with step 0 at the averaged parameters.
+    """
     started = time.perf_counter()
     objective = model.objective()
     plan = model.plan.device()
@@ -293,43 +337,37 @@ def fit_model(
         float(config.logit_clip),
         float(config.tolerance),
     )
-    key = _key(config.seed if rng is None else rng)
-    init_key, key = jax.random.split(key)
-    params = init_params(objective)
-    opt_state = optax.scale_by_adam().init(params) if optimizer == "adam" else ()
-    state = TrainState(
-        random_states(plan, init_key, config.num_chains),
-        params,
-        opt_state,
-        jax.tree.map(jnp.zeros_like, params),
-        jnp.zeros((), jnp.float32),
-        key,
-    )
+    state = init_state(static, plan, objective, config.num_chains, _seed(config.seed if rng is None else rng))
     history = {k: [] for k in ("iteration", "max_error", "mean_error", "acceptance", "runtime", "averaging")}
     chunk = config.chunk_size
+    sweeps_per_chunk = chunk * config.mcmc_steps_per_iteration
     n_search = math.ceil(config.num_iterations / chunk)
     n_average = math.ceil(config.averaging_iterations / chunk)
-    total = (n_search + n_average) * chunk
+    n_burn = math.ceil(config.burn_in_sweeps / sweeps_per_chunk)
+    n_final = math.ceil(config.final_sweeps / sweeps_per_chunk)
     lr = float(config.learning_rate)
+    zeros = np.zeros(chunk, np.float32)
     converged = False
     done = 0
     chunk_times = []
 
-    def advance(state, lrs, averaging):
+    def advance(state, lrs, averaging, record=True):
         nonlocal done
         t0 = time.perf_counter()
-        state, infos = run_chunk(static, plan, objective, state, jnp.asarray(lrs, jnp.float32), jnp.full(chunk, averaging, jnp.float32))
-        infos = jax.device_get(infos)
+        state, infos, total = run_chunk(static, plan, objective, state, np.asarray(lrs, np.float32), zeros + averaging)
+        infos, total = jax.device_get((infos, total))
         seconds = time.perf_counter() - t0
         chunk_times.append(seconds)
-        _record(history, infos, done, seconds, averaging)
-        done += chunk
-        if progress is not None:
-            progress(done, total, {"max_error": float(infos.max_error[-1]), "mean_error": float(infos.mean_error[-1])})
-        return state, infos
+        if record:
+            _record(history, infos, done, seconds, averaging)
+            done += chunk
+            if progress is not None:
+                metrics = {"max_error": float(infos.max_error[-1]), "mean_error": float(infos.mean_error[-1])}
+                progress(done, (n_search + n_average) * chunk, metrics)
+        return state, infos, total
 
     for _ in range(n_search):
-        state, infos = advance(state, np.full(chunk, lr), 0.0)
+        state, infos, _ = advance(state, zeros + lr, 0.0)
         # two consecutive converged iterations: one can pass by Monte Carlo luck
         if bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True):
             converged = True
@@ -337,52 +375,61 @@ def fit_model(
     search_iterations = done
     for c in range(n_average):
         t = np.arange(c * chunk, (c + 1) * chunk)
-        state, _ = advance(state, lr / np.sqrt(1.0 + t), 1.0)
-    answer = state.average if n_average else state.params
+        state, _, _ = advance(state, lr / np.sqrt(1.0 + t), 1.0)
+    if n_average:
+        state = state._replace(params=state.average)
 
     t0 = time.perf_counter()
-    final = run_final(static, plan, objective, answer, (state.x, state.key), config.burn_in_sweeps, config.final_sweeps)
-    final = jax.device_get(final)
+    moments = np.zeros((static.shape.n_moment_rows, static.shape.n_states))
+    marginal_sum = None
+    sweeps = 0.0
+    changed = 0.0
+    for c in range(n_burn + n_final):
+        state, _, total = advance(state, zeros, 0.0, record=False)
+        if c < n_burn:
+            continue
+        moments = moments + np.asarray(total.moments, np.float64)
+        marginal_sum = np.asarray(total.marginals, np.float64) + (0.0 if marginal_sum is None else marginal_sum)
+        sweeps += float(total.sweeps)
+        changed += float(total.changed)
     final_seconds = time.perf_counter() - t0
 
     graph = model.graph
-    moments = unpad_tables(model.layout, graph, final.moments)
-    theta = unpad_tables(model.layout, graph, jax.device_get(factor_tables(static, objective, answer)))
-    marginals_padded = np.asarray(final.marginals, dtype=np.float64)
+    table_moments = unpad_tables(model.layout, graph, moment_rows_to_tables_host(static.shape, moments / sweeps))
     marginals = []
     for index, size in enumerate(graph.sizes):
-        p = np.clip(marginals_padded[:size, index], 0.0, None)
+        p = np.clip(marginal_sum[index, :size] / sweeps, 0.0, None)
         marginals.append(p / p.sum())
-    if isinstance(objective, MomentObjective):
-        params_out = np.asarray(answer, dtype=np.float64)[: len(model.targets.constraints)]
-    else:
-        params_out = theta
+    answer = jax.device_get(state.params)
+    tables = _host_tables(model, answer)
+    params_out = np.asarray(answer, np.float64)[: len(model.targets.constraints)] if isinstance(objective, MomentObjective) else tables
     warm = chunk_times[1:] or chunk_times
+    n_sites = max(model.plan.n_sites, 1)
     diagnostics = {
         "num_chains": config.num_chains,
         "optimizer": optimizer,
         "search_iterations": search_iterations,
         "averaging_iterations": n_average * chunk,
-        "sweeps": done * config.mcmc_steps_per_iteration + config.burn_in_sweeps + config.final_sweeps,
+        "sweeps": len(chunk_times) * sweeps_per_chunk,
         "first_chunk_s": chunk_times[0],
         "compile_time_s": max(chunk_times[0] - float(np.median(warm)), 0.0),
         "chunk_s": float(np.median(warm)),
         "final_s": final_seconds,
-        "final_acceptance": float(final.acceptance),
+        "final_acceptance": changed / max(sweeps, 1.0) / n_sites,
         "runtime_s": time.perf_counter() - started,
         "padded_shape": tuple(model.layout.shape),
         "colours": int(model.plan.colours.max()) + 1 if graph.n_vars else 0,
     }
     return SMMFit(
-        graph=graph.with_tables(theta),
+        graph=graph.with_tables(tables),
         params=params_out,
-        table_moments=moments,
+        table_moments=table_moments,
         marginals=marginals,
         converged=converged,
         n_iterations=done,
         history=history,
         diagnostics=diagnostics,
-        state=(final.x, state.key),
+        state=state,
     )
 
 
@@ -415,7 +462,7 @@ def fit_smm(
         optimizer=optimizer,
         l2_regularization=l2_regularization,
     )
-    model = SMMModel.build(graph, targets, l2_regularization=l2_regularization)
+    model = SMMModel.build(graph, targets, config.num_chains, l2_regularization=l2_regularization)
     fit = fit_model(model, config, progress=progress, rng=rng)
     history = dict(fit.history)
     history.update(

@@ -1,0 +1,75 @@
+"""The backend's two steps: a ``ConstraintSet`` to a laid-out model, and a fit to a ``FitResult``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+from calibrated_response_plugins.constraints import ConstraintSet, FitResult
+
+from .adapters import AdaptedProblem, constraint_means, graph_from_constraints
+from .config import SMMConfig
+from .training import SMMModel, fit_model
+
+
+@attrs.frozen(eq=False)
+class CompiledModel:
+    """What ``compile_constraints`` returns: the adapted problem and its sampler layout."""
+
+    problem: AdaptedProblem
+    model: SMMModel
+    compile_seconds: float
+
+
+def compile_model(constraints: ConstraintSet, config: SMMConfig) -> CompiledModel:
+    started = time.perf_counter()
+    problem = graph_from_constraints(constraints)
+    model = SMMModel.build(problem.graph, problem.targets, config.num_chains, l2_regularization=config.l2_regularization)
+    return CompiledModel(problem, model, time.perf_counter() - started)
+
+
+def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable | None = None) -> FitResult:
+    """Fit, then report multipliers, ``E[g]``, report-table means and marginals."""
+    problem = compiled.problem
+    constraints = problem.constraints
+    if not constraints.constraints:
+        # Nothing to match: the maximum-entropy answer is uniform over each variable's states.
+        marginals = {d.name: np.full(d.n_states, 1.0 / d.n_states) for d in constraints.domains}
+        return FitResult(
+            lambdas=np.zeros(0), feature_means=np.zeros(0), report_means=np.zeros((0, 2)), marginals=marginals,
+            converged=True, n_iterations=0, n_factors=0, history={}, diagnostics={"backend": "smm"},
+        )
+    fit = fit_model(compiled.model, config, progress=progress)
+    feature_means, report_means = constraint_means(problem, fit.table_moments)
+    lambdas = np.asarray(fit.params, dtype=np.float64)
+    residuals = constraints.targets - feature_means - constraints.s2 * lambdas
+    history = dict(fit.history)
+    history["skipped_constraints"] = list(constraints.skipped)
+    diagnostics = dict(fit.diagnostics)
+    diagnostics.update(
+        backend="smm",
+        setup_s=compiled.compile_seconds,
+        max_residual=float(np.max(np.abs(residuals))),
+        joint_note="marginals averaged over persistent Gibbs chains; no dense joint is formed",
+    )
+    warnings = ()
+    if not fit.converged:
+        warnings = (
+            f"smm: moment errors not within tolerance after {fit.diagnostics['search_iterations']} iterations "
+            f"(last max error {fit.history['max_error'][-1]:.3g}); raise num_iterations or num_chains",
+        )
+    return FitResult(
+        lambdas=lambdas,
+        feature_means=feature_means,
+        report_means=report_means,
+        marginals={d.name: p for d, p in zip(constraints.domains, fit.marginals)},
+        converged=fit.converged,
+        n_iterations=fit.n_iterations,
+        n_factors=len(problem.graph.factors),
+        history=history,
+        diagnostics=diagnostics,
+        warnings=warnings,
+        state=fit,
+    )

@@ -1,0 +1,43 @@
+"""The ``smm`` entry point: hook implementations of the stochastic moment matching backend.
+
+Only the config is imported here; JAX and the engine are imported inside the hooks so
+that listing or loading backends stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from calibrated_response_plugins.config import config_from_options
+from calibrated_response_plugins.hookspecs import hookimpl
+
+from calibrated_response_smm.config import SMMConfig
+
+
+@hookimpl
+def make_config(options: Mapping[str, Any] | None) -> SMMConfig:
+    """Validated :class:`SMMConfig` from user options (None: defaults)."""
+    return config_from_options(SMMConfig, options)
+
+
+@hookimpl
+def compile_constraints(problem, config: SMMConfig):
+    """Group the constraints into factors, lay them out and colour the graph."""
+    from calibrated_response_smm.engine import compile_model
+
+    return compile_model(problem, config)
+
+
+@hookimpl
+def fit(model, config: SMMConfig, progress):
+    """Fit the multipliers by stochastic moment matching; return a ``FitResult``."""
+    from calibrated_response_smm.engine import fit_compiled
+
+    return fit_compiled(model, config, progress)
+
+
+@hookimpl
+def marginals(fitted) -> dict[str, Any]:
+    """Per-variable state probabilities of a fitted result."""
+    return fitted.marginals
