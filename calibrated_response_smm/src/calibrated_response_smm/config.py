@@ -61,7 +61,7 @@ class SMMConfig(CoreConfig):
     logit_clip: float = attrs.field(default=1e4, validator=_positive_float)
     temperature: float = attrs.field(default=1.0, validator=_positive_float)
     tolerance: float = attrs.field(default=2e-3, validator=_positive_float)
-    averaging_iterations: int = attrs.field(default=30, validator=_non_negative_int)
+    averaging_iterations: int = attrs.field(default=60, validator=_non_negative_int)
     burn_in_sweeps: int = attrs.field(default=10, validator=_non_negative_int)
     final_sweeps: int = attrs.field(default=60, validator=_positive_int)
     chunk_size: int = attrs.field(default=10, validator=_positive_int)

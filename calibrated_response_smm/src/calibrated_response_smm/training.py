@@ -375,7 +375,10 @@ def fit_model(
     search_iterations = done
     for c in range(n_average):
         t = np.arange(c * chunk, (c + 1) * chunk)
-        state, _, _ = advance(state, lr / np.sqrt(1.0 + t), 1.0)
+        # A full Newton step makes each iterate an independent noisy estimate of the
+        # optimum, so a constant step averages best; first-order steps decay.
+        decay = np.ones(chunk) if optimizer == "newton" else 1.0 / np.sqrt(1.0 + t)
+        state, _, _ = advance(state, lr * decay, 1.0)
     if n_average:
         state = state._replace(params=state.average)
 
