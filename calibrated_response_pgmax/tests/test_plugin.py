@@ -39,7 +39,7 @@ def test_make_config_defaults_options_and_errors():
 def test_hooks_fit_a_problem_and_report_progress(build):
     a, b = build.binary("a"), build.binary("b")
     problem = build.ConstraintSet([a, b], [build.table_constraint("p_ab", [0, 1], [[0, 0], [0, 1]], 0.2)])
-    config = plugin.make_config({"chunk_size": 50})
+    config = plugin.make_config({"bp_iterations": 10})
     calls = []
     fitted = plugin.fit(plugin.compile_constraints(problem, config), config, lambda *args: calls.append(args))
     marginals = plugin.marginals(fitted)

@@ -8,8 +8,8 @@ import pytest
 from calibrated_response_pgmax.config import PgmaxConfig
 from calibrated_response_pgmax.model import BETHE_NOTE, compile_model, fit_model
 
-# BP is exact on a tree, so what remains is float32 arithmetic and the stopping rule
-# (projected dual gradient below 1e-4): together well under 1e-3 on every marginal.
+# BP is exact on a tree, so what remains is the stopping rule (projected dual gradient
+# below 1e-5, BP messages settled to 1e-9): measured errors are ~1e-6, far under 1e-3.
 TREE_TOLERANCE = 1e-3
 
 
@@ -88,8 +88,8 @@ def test_result_fields(fitted):
     for name, probabilities in result.marginals.items():
         assert probabilities.shape == (problem.domains[problem.index_of(name)].n_states,)
         assert probabilities.sum() == pytest.approx(1.0, abs=1e-9)
-    assert result.n_iterations == result.history["iteration"][-1]
-    assert len(result.history["max_residual"]) == len(result.history["bp_delta"]) == len(result.history["iteration"])
+    assert result.n_iterations == len(result.history["iteration"])
+    assert {len(values) for values in result.history.values()} == {result.n_iterations}
 
 
 def test_sign_bounds_hold(fitted):

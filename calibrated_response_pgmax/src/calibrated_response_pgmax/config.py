@@ -14,6 +14,11 @@ def _positive_int(instance, attribute, value):
         raise ValueError(f"config field {attribute.name!r} must be a positive integer, got {value!r}")
 
 
+def _non_negative_int(instance, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"config field {attribute.name!r} must be an integer >= 0, got {value!r}")
+
+
 def _finite_non_negative(instance, attribute, value):
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"config field {attribute.name!r} must be a finite number >= 0, got {value!r}")
@@ -31,33 +36,27 @@ def _unit_interval_open_right(instance, attribute, value):
 
 @attrs.frozen(kw_only=True)
 class PgmaxConfig(CoreConfig):
-    """Dual ascent with belief-propagation moments.
+    """L-BFGS-B on the Bethe dual, each evaluation a warm-started sum-product BP run.
 
-    :param max_iterations: most dual (lambda) updates.
-    :param bp_iterations: BP sweeps per dual update; messages are warm-started
-        from the previous update.
+    :param max_iterations: most L-BFGS-B iterations on the dual.
+    :param restarts: L-BFGS-B restarts (fresh curvature memory) from the last
+        point when a run stops unconverged, e.g. on a failed line search.
+    :param bp_iterations: BP sweeps per compiled call; an evaluation repeats
+        calls until the messages settle ...
+    :param max_bp_iterations: ... or this many sweeps have run.
     :param final_bp_iterations: BP sweeps at the final lambda before the
         marginals and moments are read.
     :param damping: BP message damping (0: none).
-    :param learning_rate: initial Adam step size on the dual ...
-    :param learning_rate_half_life: ... halved every this many updates ...
-    :param min_learning_rate: ... down to this floor.
-    :param adam_b2: Adam's second-moment decay (shorter memory than the usual
-        0.999 tracks the curvature change as lambda settles).
     :param tolerance: converged when every projected dual gradient component
         ``E[g_k] - c_k + s_k^2 lambda_k`` is below this in absolute value ...
     :param bp_tolerance: ... and the last BP sweep moved no message more than this.
-    :param chunk_size: dual updates per compiled chunk between convergence checks.
     """
 
-    max_iterations: int = attrs.field(default=5000, validator=_positive_int)
-    bp_iterations: int = attrs.field(default=10, validator=_positive_int)
+    max_iterations: int = attrs.field(default=500, validator=_positive_int)
+    restarts: int = attrs.field(default=3, validator=_non_negative_int)
+    bp_iterations: int = attrs.field(default=20, validator=_positive_int)
+    max_bp_iterations: int = attrs.field(default=1000, validator=_positive_int)
     final_bp_iterations: int = attrs.field(default=200, validator=_positive_int)
     damping: float = attrs.field(default=0.5, validator=_unit_interval_open_right)
-    learning_rate: float = attrs.field(default=0.05, validator=_positive_float)
-    learning_rate_half_life: int = attrs.field(default=500, validator=_positive_int)
-    min_learning_rate: float = attrs.field(default=1e-4, validator=_positive_float)
-    adam_b2: float = attrs.field(default=0.99, validator=_unit_interval_open_right)
-    tolerance: float = attrs.field(default=1e-4, validator=_positive_float)
-    bp_tolerance: float = attrs.field(default=1e-4, validator=_finite_non_negative)
-    chunk_size: int = attrs.field(default=100, validator=_positive_int)
+    tolerance: float = attrs.field(default=1e-5, validator=_positive_float)
+    bp_tolerance: float = attrs.field(default=1e-9, validator=_finite_non_negative)

@@ -1,36 +1,22 @@
 """Device side: pure JAX functions from multipliers to BP moments and dual updates.
 
-The traced state is a small NamedTuple (:class:`DualState`); everything static
-(index maps, PGMax's compiled message passing) is closed over by
-:func:`build_chunk`, so a new lambda never rebuilds the graph or recompiles.
+The traced inputs are the multipliers and the warm-started BP messages;
+everything static (index maps, PGMax's message passing) is closed over by
+:func:`build_evaluate`, so a new lambda never rebuilds the graph or recompiles.
+Everything runs in float64 (the caller wraps it in ``jax.enable_x64``) so the
+dual value is precise enough for a quasi-Newton line search.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from calibrated_response_pgmax.graph import PgmaxGraph
 from calibrated_response_pgmax.layout import FactorLayout
-
-
-class DualState(NamedTuple):
-    """What one dual update carries to the next."""
-
-    lambdas: jnp.ndarray  # [K] float32 multipliers
-    opt_state: Any  # optax state over lambdas
-    ftov_msgs: jnp.ndarray  # [n_edge_states] warm-started factor-to-variable messages
-
-
-class StepInfo(NamedTuple):
-    """Per-update diagnostics (not carried)."""
-
-    max_residual: jnp.ndarray  # [] max |projected dual gradient|
-    bp_delta: jnp.ndarray  # [] max message change in the last BP sweep
 
 
 class Statics(NamedTuple):
@@ -46,44 +32,35 @@ class Statics(NamedTuple):
     edge_state_of_row: jnp.ndarray  # [R] int
     var_state_of_edge_state: jnp.ndarray  # [n_edge_states] int
     evidence: jnp.ndarray  # [n_var_states] float
+    var_of_var_state: jnp.ndarray  # [n_var_states] int
+    degrees: jnp.ndarray  # [n_vars] float, number of factors on each variable
     targets: jnp.ndarray  # [K]
     s2: jnp.ndarray  # [K]
-    lower: jnp.ndarray  # [K] -inf or 0
-    upper: jnp.ndarray  # [K] 0 or +inf
 
 
-def make_statics(layout: FactorLayout, graph: PgmaxGraph, targets, s2, bounds) -> Statics:
-    """Device constants for one problem; ``bounds`` as from ``ConstraintSet.lambda_bounds``."""
-    lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds], dtype=np.float32)
-    upper = np.array([np.inf if hi is None else hi for _, hi in bounds], dtype=np.float32)
+def make_statics(layout: FactorLayout, graph: PgmaxGraph, problem) -> Statics:
+    """Device constants for one ConstraintSet (float64: call under ``jax.enable_x64``)."""
+    n_states = problem.n_states
+    degrees = np.zeros(len(n_states))
+    for scope in layout.scopes:
+        degrees[list(scope)] += 1
     as_int = lambda a: jnp.asarray(np.asarray(a, dtype=np.int32))  # noqa: E731
     return Statics(
         entry_constraint=as_int(layout.entry_constraint),
         entry_config=as_int(layout.entry_config),
-        entry_value=jnp.asarray(layout.entry_value, dtype=jnp.float32),
+        entry_value=jnp.asarray(layout.entry_value),
         layout_of_flat=as_int(graph.layout_of_flat),
         flat_of_layout=as_int(graph.flat_of_layout),
         factor_of_flat=as_int(graph.factor_of_flat),
         config_of_edge_row=as_int(graph.config_of_edge_row),
         edge_state_of_row=as_int(graph.edge_state_of_row),
         var_state_of_edge_state=as_int(graph.var_state_of_edge_state),
-        evidence=jnp.asarray(graph.initial_arrays.evidence, dtype=jnp.float32),
-        targets=jnp.asarray(targets, dtype=jnp.float32),
-        s2=jnp.asarray(s2, dtype=jnp.float32),
-        lower=jnp.asarray(lower),
-        upper=jnp.asarray(upper),
+        evidence=jnp.asarray(np.asarray(graph.initial_arrays.evidence), dtype=jnp.float64),
+        var_of_var_state=as_int(np.repeat(np.arange(len(n_states)), n_states)),
+        degrees=jnp.asarray(degrees),
+        targets=jnp.asarray(problem.targets),
+        s2=jnp.asarray(problem.s2),
     )
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-    """Adam on the dual with an exponentially decaying step size (see :class:`PgmaxConfig`)."""
-    schedule = optax.exponential_decay(
-        config.learning_rate,
-        transition_steps=config.learning_rate_half_life,
-        decay_rate=0.5,
-        end_value=min(config.min_learning_rate, config.learning_rate),
-    )
-    return optax.adam(schedule, b2=config.adam_b2)
 
 
 def log_potentials(lambdas, statics: Statics, n_configs: int):
@@ -113,12 +90,6 @@ def feature_means(beliefs, statics: Statics):
     return jax.ops.segment_sum(weighted, statics.entry_constraint, num_segments=statics.targets.shape[0])
 
 
-def projected_gradient(grad, lambdas, statics: Statics):
-    """Zero the gradient components that the sign bounds block."""
-    blocked = ((lambdas <= statics.lower) & (grad > 0)) | ((lambdas >= statics.upper) & (grad < 0))
-    return jnp.where(blocked, 0.0, grad)
-
-
 def build_bp_sweep(graph: PgmaxGraph, statics: Statics, n_configs: int, num_iters: int, damping: float):
     """``sweep(lambdas, ftov_msgs) -> (theta_flat, ftov_msgs, last_delta)``: sum-product BP at temperature 1."""
     run_with_diffs = graph.inferer.run_with_diffs
@@ -133,24 +104,46 @@ def build_bp_sweep(graph: PgmaxGraph, statics: Statics, n_configs: int, num_iter
     return sweep
 
 
-def build_chunk(graph: PgmaxGraph, statics: Statics, layout: FactorLayout, optimizer, config):
-    """Jitted ``chunk(state) -> (state, StepInfo[chunk_size])``: ``chunk_size`` dual updates."""
+def bethe_log_partition(theta, beliefs, var_log_beliefs, statics: Statics):
+    """Bethe estimate of ``log Z`` (minus the Bethe free energy) from layout-order beliefs.
+
+    ``sum_f E_bf[theta_f] + H(b_f) - sum_i (d_i - 1) H(b_i)``: exact on trees; its
+    gradient in lambda at a BP fixed point is the belief moments ``E_b[g]``.
+    """
+    log_b = jnp.log(jnp.where(beliefs > 0, beliefs, 1.0))
+    factor_terms = jnp.sum(beliefs * (theta - log_b))
+    var_peak = jax.ops.segment_max(var_log_beliefs, statics.var_of_var_state, num_segments=statics.degrees.shape[0])
+    shifted = jnp.exp(var_log_beliefs - var_peak[statics.var_of_var_state])
+    totals = jax.ops.segment_sum(shifted, statics.var_of_var_state, num_segments=statics.degrees.shape[0])
+    var_b = shifted / totals[statics.var_of_var_state]
+    var_neg_entropy = jax.ops.segment_sum(
+        var_b * jnp.log(jnp.where(var_b > 0, var_b, 1.0)), statics.var_of_var_state,
+        num_segments=statics.degrees.shape[0],
+    )
+    return factor_terms + jnp.sum((statics.degrees - 1) * var_neg_entropy)
+
+
+def build_evaluate(graph: PgmaxGraph, statics: Statics, layout: FactorLayout, config):
+    """Jitted ``evaluate(lambdas, msgs) -> (dual, grad, msgs, delta)``: ``bp_iterations`` warm-started sweeps.
+
+    ``dual`` is the Bethe dual ``log Z_B - lambda.c + 1/2 sum s^2 lambda^2`` and
+    ``grad`` its gradient ``E_b[g] - c + s^2 lambda``; ``delta`` is the largest
+    message change of the last sweep (0 at a BP fixed point).
+    """
     sweep = build_bp_sweep(graph, statics, layout.n_configs, config.bp_iterations, config.damping)
 
-    def step(state: DualState, _):
-        theta_flat, msgs, delta = sweep(state.lambdas, state.ftov_msgs)
-        beliefs = factor_beliefs(theta_flat, msgs, statics, layout.n_factors)
-        grad = feature_means(beliefs, statics) - statics.targets + statics.s2 * state.lambdas
-        updates, opt_state = optimizer.update(grad, state.opt_state, state.lambdas)
-        lambdas = jnp.clip(optax.apply_updates(state.lambdas, updates), statics.lower, statics.upper)
-        residual = jnp.max(jnp.abs(projected_gradient(grad, state.lambdas, statics)), initial=0.0)
-        return DualState(lambdas, opt_state, msgs), StepInfo(residual, delta)
-
     @jax.jit
-    def chunk(state: DualState):
-        return jax.lax.scan(step, state, None, length=config.chunk_size)
+    def evaluate(lambdas, ftov_msgs):
+        theta_flat, msgs, delta = sweep(lambdas, ftov_msgs)
+        beliefs = factor_beliefs(theta_flat, msgs, statics, layout.n_factors)
+        var_log_beliefs = statics.evidence.at[statics.var_state_of_edge_state].add(msgs)
+        log_z = bethe_log_partition(theta_flat[statics.flat_of_layout], beliefs, var_log_beliefs, statics)
+        penalty = 0.5 * jnp.sum(statics.s2 * lambdas**2)
+        dual = log_z - jnp.dot(lambdas, statics.targets) + penalty
+        grad = feature_means(beliefs, statics) - statics.targets + statics.s2 * lambdas
+        return dual, grad, msgs, delta
 
-    return chunk
+    return evaluate
 
 
 def build_final(graph: PgmaxGraph, statics: Statics, layout: FactorLayout, config):

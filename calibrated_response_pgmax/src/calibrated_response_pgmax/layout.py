@@ -128,13 +128,6 @@ def build_layout(problem: ConstraintSet) -> FactorLayout:
     )
 
 
-def variable_marginal_from_factor(layout: FactorLayout, beliefs: np.ndarray, factor: int, position: int) -> np.ndarray:
-    """Marginal of the ``position``-th scope variable of ``factor`` from its factor belief."""
-    table = beliefs[layout.factor_slice(factor)].reshape(layout.shapes[factor])
-    axes = tuple(a for a in range(table.ndim) if a != position)
-    return table.sum(axis=axes)
-
-
 def is_tree(scopes, n_variables: int) -> bool:
     """Whether the factor graph (variables and factors, one edge per scope member) has no cycle.
 

@@ -14,6 +14,9 @@ from calibrated_response_pgmax.config import PgmaxConfig
 from calibrated_response_pgmax.layout import FactorLayout, build_layout, is_tree
 
 BETHE_NOTE = "Bethe approximation"
+JOINT_NOTE = (
+    "no joint is returned: pgmax marginals are BP (Bethe) beliefs, exact when the factor graph is a tree"
+)
 
 
 @attrs.frozen(eq=False)
@@ -66,9 +69,35 @@ def _empty_result(model: PgmaxModel) -> FitResult:
         converged=True,
         n_iterations=0,
         n_factors=model.layout.n_factors,
-        history={"iteration": [], "max_residual": [], "bp_delta": []},
-        diagnostics={"marginals": BETHE_NOTE, "factor_graph_is_tree": True},
+        history={"iteration": [], "dual": [], "max_residual": [], "bp_delta": [], "bp_sweeps": []},
+        diagnostics={"marginals": BETHE_NOTE, "joint_note": JOINT_NOTE, "factor_graph_is_tree": True},
     )
+
+
+class BetheDual:
+    """The Bethe dual as a function of lambda for scipy, keeping BP messages warm between calls.
+
+    Each call runs ``evaluate`` (``bp_iterations`` sweeps) until the largest
+    message change is at most ``bp_tolerance`` or ``max_bp_iterations`` sweeps ran.
+    """
+
+    def __init__(self, evaluate, initial_msgs, config: PgmaxConfig):
+        self.evaluate = evaluate
+        self.msgs = initial_msgs
+        self.config = config
+        self.last = {"dual": float("nan"), "grad": None, "bp_delta": float("inf"), "bp_sweeps": 0}
+
+    def __call__(self, lambdas: np.ndarray) -> tuple[float, np.ndarray]:
+        import jax.numpy as jnp
+
+        sweeps, delta = 0, float("inf")
+        while sweeps < self.config.max_bp_iterations and delta > self.config.bp_tolerance:
+            dual, grad, self.msgs, delta = self.evaluate(jnp.asarray(lambdas), self.msgs)
+            sweeps += self.config.bp_iterations
+            delta = float(delta)
+        grad = np.asarray(grad, dtype=np.float64)
+        self.last = {"dual": float(dual), "grad": grad, "bp_delta": delta, "bp_sweeps": sweeps}
+        return float(dual), grad
 
 
 def fit_model(
@@ -76,8 +105,10 @@ def fit_model(
     config: PgmaxConfig,
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> FitResult:
-    """Minimise the Bethe dual with Adam on BP moments; return the core FitResult."""
+    """Minimise the Bethe dual with L-BFGS-B on BP moments; return the core FitResult."""
+    import jax
     import jax.numpy as jnp
+    from scipy.optimize import minimize
 
     from calibrated_response_pgmax import engine
 
@@ -86,59 +117,76 @@ def fit_model(
         return _empty_result(model)
 
     started = time.perf_counter()
-    statics = engine.make_statics(layout, graph, problem.targets, problem.s2, problem.lambda_bounds())
-    optimizer = engine.make_optimizer(config)
-    chunk = engine.build_chunk(graph, statics, layout, optimizer, config)
-    lambdas = jnp.zeros(len(problem.constraints), dtype=jnp.float32)
-    state = engine.DualState(lambdas, optimizer.init(lambdas), jnp.asarray(graph.initial_arrays.ftov_msgs))
+    history: dict[str, list] = {"iteration": [], "dual": [], "max_residual": [], "bp_delta": [], "bp_sweeps": []}
+    with jax.enable_x64(True):
+        statics = engine.make_statics(layout, graph, problem)
+        dual = BetheDual(
+            engine.build_evaluate(graph, statics, layout, config),
+            jnp.asarray(np.asarray(graph.initial_arrays.ftov_msgs), dtype=jnp.float64),
+            config,
+        )
 
-    history: dict[str, list] = {"iteration": [], "max_residual": [], "bp_delta": []}
-    done, converged = 0, False
-    while done < config.max_iterations and not converged:
-        state, info = chunk(state)
-        done += config.chunk_size
-        residual, delta = float(info.max_residual[-1]), float(info.bp_delta[-1])
-        history["iteration"].append(done)
-        history["max_residual"].append(residual)
-        history["bp_delta"].append(delta)
-        converged = residual < config.tolerance and delta <= config.bp_tolerance
-        if progress is not None:
-            progress(min(done, config.max_iterations), config.max_iterations,
-                     {"max_residual": residual, "bp_delta": delta})
+        def record(xk: np.ndarray) -> None:
+            lambdas = np.asarray(xk)
+            residual = float(np.max(np.abs(projected_residuals(dual.last["grad"], lambdas, problem))))
+            history["iteration"].append(len(history["iteration"]) + 1)
+            history["dual"].append(dual.last["dual"])
+            history["max_residual"].append(residual)
+            history["bp_delta"].append(dual.last["bp_delta"])
+            history["bp_sweeps"].append(dual.last["bp_sweeps"])
+            if progress is not None:
+                progress(len(history["iteration"]), config.max_iterations,
+                         {"max_residual": residual, "bp_delta": dual.last["bp_delta"]})
 
-    final = engine.build_final(graph, statics, layout, config)
-    beliefs, var_log_beliefs, _, final_delta = final(state.lambdas, state.ftov_msgs)
-    beliefs = np.asarray(beliefs, dtype=np.float64)
+        lambdas, n_iterations, n_evaluations = np.zeros(len(problem.constraints)), 0, 0
+        for _ in range(1 + config.restarts):
+            solution = minimize(
+                dual, lambdas, jac=True, method="L-BFGS-B", bounds=problem.lambda_bounds(), callback=record,
+                options={"maxiter": config.max_iterations, "gtol": config.tolerance / 10, "ftol": 0.0},
+            )
+            lambdas = np.asarray(solution.x, dtype=np.float64)
+            n_iterations += int(solution.nit)
+            n_evaluations += int(solution.nfev)
+            if history["max_residual"] and history["max_residual"][-1] < config.tolerance:
+                break
+        final = engine.build_final(graph, statics, layout, config)
+        beliefs, var_log_beliefs, _, final_delta = final(jnp.asarray(lambdas), dual.msgs)
+        beliefs = np.asarray(beliefs, dtype=np.float64)
+        var_log_beliefs = np.asarray(var_log_beliefs, dtype=np.float64)
+
     report_means = np.stack(
         [layout.table_means(beliefs, problem, "report_numerator"),
          layout.table_means(beliefs, problem, "report_denominator")],
         axis=1,
     )
-    lambdas = np.asarray(state.lambdas, dtype=np.float64)
     means = layout.table_means(beliefs, problem, "feature")
-    residuals = projected_residuals(means - problem.targets + problem.s2 * lambdas, lambdas, problem)
+    residual = float(np.max(np.abs(projected_residuals(means - problem.targets + problem.s2 * lambdas, lambdas, problem))))
+    converged = residual < config.tolerance and float(final_delta) <= config.bp_tolerance
     warnings = []
     if not converged:
         warnings.append(
-            f"pgmax: not converged after {done} dual updates "
-            f"(max residual {history['max_residual'][-1]:.2e}, BP message change {history['bp_delta'][-1]:.2e})"
+            f"pgmax: not converged after {n_iterations} L-BFGS-B iterations ({solution.message}); "
+            f"max dual residual {residual:.2e}, last BP message change {float(final_delta):.2e}"
         )
     return FitResult(
         lambdas=lambdas,
         feature_means=means,
         report_means=report_means,
-        marginals=split_variable_beliefs(np.asarray(var_log_beliefs), problem),
+        marginals=split_variable_beliefs(var_log_beliefs, problem),
         converged=converged,
-        n_iterations=done,
+        n_iterations=n_iterations,
         n_factors=layout.n_factors,
         history=history,
         diagnostics={
             "marginals": BETHE_NOTE,
+            "joint_note": JOINT_NOTE,
             "factor_graph_is_tree": is_tree(layout.scopes, len(problem.domains)),
+            "optimizer_message": str(solution.message),
+            "n_evaluations": n_evaluations,
             "final_bp_delta": float(final_delta),
-            "max_abs_dual_residual": float(np.max(np.abs(residuals))),
+            "max_abs_dual_residual": residual,
             "runtime_sec": time.perf_counter() - started,
         },
         warnings=tuple(warnings),
-        state={"ftov_msgs": np.asarray(state.ftov_msgs), "factor_beliefs": beliefs},
+        state={"ftov_msgs": np.asarray(dual.msgs), "factor_beliefs": beliefs},
     )
