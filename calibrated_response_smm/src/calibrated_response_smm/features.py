@@ -33,14 +33,15 @@ ARITIES = (1, 2, 3)
 
 
 def bucket(n: int, minimum: int = 1) -> int:
-    """Round ``n`` up to 1, 2, 3, 4, 6, 8, 12, 16, ... so similar sizes share compiled code."""
-    n = max(int(n), minimum)
-    size = 1
-    while True:
-        for candidate in (size, size + size // 2):
-            if candidate >= n:
-                return candidate
-        size *= 2
+    """Round ``n`` up to a power of two (at least ``minimum``) so similar sizes share compiled code."""
+    n = max(int(n), int(minimum), 1)
+    return 1 << (n - 1).bit_length()
+
+
+# Smallest padded sizes: the real problems (4-10 variables, a few dozen constraints)
+# then fall into a handful of shapes, and a new problem rarely recompiles.
+MIN_FACTORS = {1: 8, 2: 8, 3: 4}
+MIN_VARS = 8
 
 
 @attrs.frozen(eq=False)
@@ -105,8 +106,8 @@ class TableLayout:
 def build_layout(graph: FactorGraph, n_states: int | None = None, pad: bool = True) -> TableLayout:
     """Lay the graph's factors out in arity buckets (sizes rounded up when ``pad``)."""
     S = int(n_states or max(graph.sizes))
-    grow = bucket if pad else (lambda n, minimum=1: max(int(n), minimum))
-    n_vars_padded = grow(graph.n_vars)
+    grow = bucket if pad else (lambda n, minimum=1: max(int(n), 1))
+    n_vars_padded = grow(graph.n_vars, MIN_VARS)
     dummy = n_vars_padded
     by_arity = {a: [f for f in graph.factors if f.arity == a] for a in ARITIES}
     buckets = []
@@ -114,7 +115,7 @@ def build_layout(graph: FactorGraph, n_states: int | None = None, pad: bool = Tr
     moment_row = 0
     for a in ARITIES:
         factors = by_arity[a]
-        F = grow(len(factors))
+        F = grow(len(factors), MIN_FACTORS[a])
         ids = np.full(F, -1, dtype=np.int64)
         scopes = np.full((F, a), dummy, dtype=np.int64)
         for i, f in enumerate(factors):

@@ -133,7 +133,7 @@ def moment_objective(layout: TableLayout, targets: MomentTargets) -> MomentObjec
     """Pad a :class:`MomentTargets` into device arrays (one spare multiplier for padding)."""
     S = layout.n_states
     K = len(targets.constraints)
-    K_pad = bucket(K + 1)
+    K_pad = bucket(K + 1, 32)
     spare = K_pad - 1
     features, factor, index, scopes = [], [], [], []
     for b in layout.buckets:
@@ -142,7 +142,7 @@ def moment_objective(layout: TableLayout, targets: MomentTargets) -> MomentObjec
             hits = np.nonzero(b.factor_ids == c.factor_id)[0]
             if hits.size:
                 members.append((k, int(hits[0]), c))
-        size = bucket(len(members))
+        size = bucket(len(members), 16 if b.arity < 3 else 8)
         g = np.zeros((size, S**b.arity), np.float32)
         f = np.zeros(size, np.int32)
         idx = np.full(size, spare, np.int32)

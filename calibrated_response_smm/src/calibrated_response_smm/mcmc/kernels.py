@@ -111,7 +111,7 @@ def _slot_entries(layout: TableLayout):
 
 def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bool = True) -> HostPlan:
     """Colour the graph and build the padded per-block index maps for ``num_chains`` chains."""
-    grow = bucket if pad else (lambda n: max(int(n), 1))
+    grow = bucket if pad else (lambda n, minimum=1: max(int(n), 1))
     S, dummy = layout.n_states, layout.dummy
     colours = greedy_colouring(graph)
     n_colours = int(colours.max()) + 1 if graph.n_vars else 1
@@ -122,11 +122,11 @@ def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bo
     b = max(min(block_sites // max(num_chains, 1), largest), 1)
     b = 1 << (b.bit_length() - 1)  # a power of two no larger than the largest class
     n_blocks = grow(-(-largest // b))
-    D = grow(max([len(s) for s in slots.values()] + [1]))
+    D = grow(max([len(s) for s in slots.values()] + [1]), 4)
     block_pivots = [
         sum(len(pivots.get(int(v), [])) for v in m[k * b : (k + 1) * b]) for m in members for k in range(-(-len(m) // b))
     ]
-    P = grow(max(block_pivots + [1]))
+    P = grow(max(block_pivots + [1]), 8)
     n_col = grow(n_colours)
 
     block_vars = np.full((n_col, n_blocks, b), dummy, np.int32)
