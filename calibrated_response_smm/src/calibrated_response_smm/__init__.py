@@ -22,7 +22,20 @@ _LAZY = {
     "PersistentBuffer": ".mcmc.buffer",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DistributionBuilder",
+    "Factor",
+    "FactorGraph",
+    "PersistentBuffer",
+    "SMMConfig",
+    "SMMModel",
+    "SMMVariable",
+    "build_targets_from_marginals",
+    "build_targets_from_samples",
+    "fit_model",
+    "fit_smm",
+    "graph_from_constraints",
+]
 
 
 def __getattr__(name):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .features import ARITIES, LayoutShape, TableLayout, bucket, pad_table, state_mask
+from .features import LayoutShape, TableLayout, bucket, pad_table, state_mask
 from .graph import FactorGraph
 
 

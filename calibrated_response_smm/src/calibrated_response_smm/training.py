@@ -39,12 +39,10 @@ from .features import (
     build_layout,
     moment_rows_to_tables,
     moment_rows_to_tables_host,
-    tables_to_rows,
     unpad_tables,
 )
 from .graph import FactorGraph
 from .mcmc.kernels import (
-    Accumulators,
     HostPlan,
     SweepPlan,
     build_plan,
@@ -58,7 +56,6 @@ from .mcmc.kernels import (
 from .targets import (
     MomentObjective,
     MomentTargets,
-    TableObjective,
     TableTargets,
     ascent,
     chain_values,
@@ -99,10 +96,6 @@ class IterationInfo(NamedTuple):
     mean_error: jax.Array
     converged: jax.Array
     acceptance: jax.Array
-
-
-def _adam():
-    return optax.scale_by_adam()
 
 
 def factor_tables(static: Static, objective, params):
