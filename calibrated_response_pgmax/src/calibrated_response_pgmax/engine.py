@@ -1,4 +1,4 @@
-"""Device side: pure JAX functions from multipliers to BP moments and dual updates.
+"""Device side: pure JAX functions from multipliers to BP beliefs, moments and the Bethe dual.
 
 The traced inputs are the multipliers and the warm-started BP messages;
 everything static (index maps, PGMax's message passing) is closed over by
