@@ -58,6 +58,8 @@ def constraint_report(constraints: ConstraintSet, fitted: FitResult) -> list[dic
             "target": constraint.report_target,
             "fitted": value,
             "residual": value - constraint.report_target,
+            # Expectations in units of their variable's span, so one tolerance fits every row.
+            "scaled_residual": (value - constraint.report_target) / constraint.report_scale,
             "lambda": float(fitted.lambdas[k]),
         })
     return rows
