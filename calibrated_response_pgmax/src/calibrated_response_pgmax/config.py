@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import attrs
 
-from calibrated_response_plugins.config import CoreConfig
-
-
-def _positive_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"config field {attribute.name!r} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"config field {attribute.name!r} must be an integer >= 0, got {value!r}")
-
-
-def _finite_non_negative(instance, attribute, value):
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"config field {attribute.name!r} must be a finite number >= 0, got {value!r}")
-
-
-def _positive_float(instance, attribute, value):
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"config field {attribute.name!r} must be a finite number > 0, got {value!r}")
+from calibrated_response_plugins.config import (
+    CoreConfig,
+    finite_non_negative,
+    finite_positive,
+    non_negative_int,
+    positive_int,
+)
 
 
 def _unit_interval_open_right(instance, attribute, value):
@@ -52,11 +36,11 @@ class PgmaxConfig(CoreConfig):
     :param bp_tolerance: ... and the last BP sweep moved no message more than this.
     """
 
-    max_iterations: int = attrs.field(default=500, validator=_positive_int)
-    restarts: int = attrs.field(default=3, validator=_non_negative_int)
-    bp_iterations: int = attrs.field(default=20, validator=_positive_int)
-    max_bp_iterations: int = attrs.field(default=1000, validator=_positive_int)
-    final_bp_iterations: int = attrs.field(default=200, validator=_positive_int)
+    max_iterations: int = attrs.field(default=500, validator=positive_int)
+    restarts: int = attrs.field(default=3, validator=non_negative_int)
+    bp_iterations: int = attrs.field(default=20, validator=positive_int)
+    max_bp_iterations: int = attrs.field(default=1000, validator=positive_int)
+    final_bp_iterations: int = attrs.field(default=200, validator=positive_int)
     damping: float = attrs.field(default=0.5, validator=_unit_interval_open_right)
-    tolerance: float = attrs.field(default=1e-5, validator=_positive_float)
-    bp_tolerance: float = attrs.field(default=1e-9, validator=_finite_non_negative)
+    tolerance: float = attrs.field(default=1e-5, validator=finite_positive)
+    bp_tolerance: float = attrs.field(default=1e-9, validator=finite_non_negative)

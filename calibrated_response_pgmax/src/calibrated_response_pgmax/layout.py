@@ -12,19 +12,11 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from calibrated_response_plugins.constraints import Constraint, ConstraintSet
+from calibrated_response_plugins.constraints import Constraint, ConstraintSet, frozen_array
 
 
 def _int_array(value) -> np.ndarray:
-    array = np.asarray(value, dtype=np.int64)
-    array.setflags(write=False)
-    return array
-
-
-def _float_array(value) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
-    array.setflags(write=False)
-    return array
+    return frozen_array(value, np.int64)
 
 
 def factor_scopes(problem: ConstraintSet) -> tuple[tuple[int, ...], ...]:
@@ -69,7 +61,7 @@ class FactorLayout:
     factor_of_constraint: np.ndarray = attrs.field(converter=_int_array)
     entry_constraint: np.ndarray = attrs.field(converter=_int_array)
     entry_config: np.ndarray = attrs.field(converter=_int_array)
-    entry_value: np.ndarray = attrs.field(converter=_float_array)
+    entry_value: np.ndarray = attrs.field(converter=frozen_array)
 
     @property
     def n_factors(self) -> int:
