@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import attrs
-from calibrated_response_plugins.config import CoreConfig
+from calibrated_response_plugins.config import (
+    CoreConfig,
+    finite_positive,
+    non_negative_int,
+    positive_int,
+)
 
 OPTIMIZERS = ("newton", "adam", "sgd")
 
 
-def _positive_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"SMMConfig.{attribute.name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(instance, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"SMMConfig.{attribute.name} must be an integer >= 0, got {value!r}")
-
-
-def _positive_float(instance, attribute, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"SMMConfig.{attribute.name} must be a finite number > 0, got {value!r}")
-
-
 def _optional_positive(instance, attribute, value):
     if value is not None:
-        _positive_float(instance, attribute, value)
+        finite_positive(instance, attribute, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -52,16 +40,16 @@ class SMMConfig(CoreConfig):
     :param chunk_size: iterations per compiled chunk; Python runs only between chunks.
     """
 
-    num_chains: int = attrs.field(default=2048, validator=_positive_int)
-    num_iterations: int = attrs.field(default=200, validator=_positive_int)
-    mcmc_steps_per_iteration: int = attrs.field(default=2, validator=_positive_int)
-    learning_rate: float = attrs.field(default=1.0, validator=_positive_float)
+    num_chains: int = attrs.field(default=2048, validator=positive_int)
+    num_iterations: int = attrs.field(default=200, validator=positive_int)
+    mcmc_steps_per_iteration: int = attrs.field(default=2, validator=positive_int)
+    learning_rate: float = attrs.field(default=1.0, validator=finite_positive)
     optimizer: str = attrs.field(default="newton", validator=attrs.validators.in_(OPTIMIZERS))
     grad_clip: float | None = attrs.field(default=20.0, validator=_optional_positive)
-    logit_clip: float = attrs.field(default=1e4, validator=_positive_float)
-    temperature: float = attrs.field(default=1.0, validator=_positive_float)
-    tolerance: float = attrs.field(default=2e-3, validator=_positive_float)
-    averaging_iterations: int = attrs.field(default=60, validator=_non_negative_int)
-    burn_in_sweeps: int = attrs.field(default=10, validator=_non_negative_int)
-    final_sweeps: int = attrs.field(default=60, validator=_positive_int)
-    chunk_size: int = attrs.field(default=10, validator=_positive_int)
+    logit_clip: float = attrs.field(default=1e4, validator=finite_positive)
+    temperature: float = attrs.field(default=1.0, validator=finite_positive)
+    tolerance: float = attrs.field(default=2e-3, validator=finite_positive)
+    averaging_iterations: int = attrs.field(default=60, validator=non_negative_int)
+    burn_in_sweeps: int = attrs.field(default=10, validator=non_negative_int)
+    final_sweeps: int = attrs.field(default=60, validator=positive_int)
+    chunk_size: int = attrs.field(default=10, validator=positive_int)
