@@ -37,6 +37,12 @@ def variable_from_domain(domain) -> SMMVariable:
     return SMMVariable.bounded_continuous(domain.name, float(edges[0]), float(edges[-1]), domain.n_states)
 
 
+def ratio_denominator(constraint) -> np.ndarray | None:
+    """The report denominator table of a conditional, None where the report is a plain mean."""
+    denominator = np.asarray(constraint.report_denominator, np.float64)
+    return None if np.all(denominator == 1.0) else denominator
+
+
 def graph_from_constraints(constraint_set) -> AdaptedProblem:
     """One factor per distinct scope (first-appearance order), one target per constraint."""
     variables = [variable_from_domain(d) for d in constraint_set.domains]
@@ -53,7 +59,9 @@ def graph_from_constraints(constraint_set) -> AdaptedProblem:
     graph = FactorGraph(variables=variables, factors=factors)
     targets = MomentTargets(
         [
-            MomentTarget(fid, np.asarray(c.feature, np.float64), float(c.target), float(c.s2), c.relation)
+            MomentTarget(
+                fid, np.asarray(c.feature, np.float64), float(c.target), float(c.s2), c.relation, ratio_denominator(c)
+            )
             for c, fid in zip(constraint_set.constraints, factor_of)
         ]
     )

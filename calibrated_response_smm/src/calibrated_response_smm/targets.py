@@ -38,13 +38,19 @@ class TableTargets:
 
 @attrs.frozen(eq=False)
 class MomentTarget:
-    """One constraint: feature table over its factor's scope, target, l2 variance, relation."""
+    """One constraint: feature table over its factor's scope, target, l2 variance, relation.
+
+    ``denominator`` is set when the constraint is read as a ratio of two scope means
+    (a conditional ``E[w_AC] / E[w_C]``): the table of that denominator. Such factors
+    get scope-wise Rao-Blackwellised final moments (:mod:`.scope_moments`).
+    """
 
     factor_id: int
     feature: np.ndarray
     target: float
     s2: float
     relation: str = "eq"
+    denominator: np.ndarray | None = None
 
 
 @attrs.frozen(eq=False)
@@ -56,6 +62,11 @@ class MomentTargets:
     @property
     def targets(self) -> np.ndarray:
         return np.array([c.target for c in self.constraints], dtype=np.float64)
+
+    @property
+    def ratio_factors(self) -> tuple[int, ...]:
+        """Factors (ascending ids) with a constraint read as a ratio of scope means."""
+        return tuple(sorted({c.factor_id for c in self.constraints if c.denominator is not None}))
 
 
 def build_targets_from_marginals(graph: FactorGraph, marginal_tables) -> TableTargets:

@@ -42,6 +42,7 @@ from .features import (
     unpad_tables,
 )
 from .graph import FactorGraph
+from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, flat_tables, scope_cell_log_means
 from .mcmc.kernels import (
     HostPlan,
     SweepPlan,
@@ -233,6 +234,33 @@ def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs
     return state, infos, total
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan | None, n_segments: int,
+                   n_evaluations: int, every: int, state: TrainState):
+    """``n_evaluations * every`` sweeps at fixed parameters (no dual step).
+
+    Returns the new state, the sweeps' Rao-Blackwellised sums, and the sum over
+    evaluations (one after every ``every`` sweeps) of the scope estimator's cell means
+    (zeros when ``scope`` is None).
+    """
+    tables = factor_tables(static, objective, state.params)
+    rows = make_rows(plan, static.shape, tables)
+    flat = flat_tables(tables)
+
+    def body(carry, i):
+        x, acc, cells = carry
+        x, acc = run_sweeps(plan, rows, x, state.seed, state.counter + i * every, acc, every,
+                            temperature=static.temperature)
+        if scope is not None:
+            cells = jnp.logaddexp(cells, scope_cell_log_means(scope, flat, x, n_segments))
+        return (x, acc, cells), None
+
+    cells = jnp.full(() if scope is None else scope.segment.shape, -jnp.inf, jnp.float32)
+    steps = jnp.arange(n_evaluations, dtype=jnp.uint32)
+    (x, acc, cells), _ = jax.lax.scan(body, (state.x, zero_accumulators(static.shape), cells), steps)
+    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells
+
+
 # -- host side ---------------------------------------------------------------------
 
 
@@ -245,6 +273,7 @@ class SMMModel:
     layout: TableLayout
     plan: HostPlan
     l2_regularization: float = 1e-3
+    scope_plan: HostScopePlan | None = None  # factors whose final moments are scope-wise Rao-Blackwellised
 
     @classmethod
     def build(
@@ -252,7 +281,9 @@ class SMMModel:
     ) -> SMMModel:
         layout = build_layout(graph, pad=pad)
         plan = build_plan(graph, layout, num_chains, pad=pad)
-        return cls(graph, targets, layout, plan, float(l2_regularization))
+        ratio = targets.ratio_factors if isinstance(targets, MomentTargets) else ()
+        scope_plan = build_scope_plan(graph, layout, ratio, pad=pad) if ratio else None
+        return cls(graph, targets, layout, plan, float(l2_regularization), scope_plan)
 
     def objective(self):
         if isinstance(self.targets, MomentTargets):
@@ -304,6 +335,29 @@ def _host_tables(model: SMMModel, params) -> list[np.ndarray]:
     return unpad_tables(model.layout, model.graph, params)
 
 
+def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, objective, state):
+    """Burn in, then average the moments and marginals over ``final_sweeps`` sweeps.
+
+    Returns the state, the mean moment rows and marginals, the scope-wise estimates
+    of the ratio factors' tables (by graph factor id), the sweeps averaged and the
+    site changes counted.
+    """
+    every = max(int(config.scope_every), 1)
+    scope = None if model.scope_plan is None else model.scope_plan.device()
+    n_segments = 0 if model.scope_plan is None else model.scope_plan.n_segments
+    if config.burn_in_sweeps:
+        state, _, _ = estimate_chunk(static, plan, objective, None, 0, math.ceil(config.burn_in_sweeps / every),
+                                     every, state)
+    n_evaluations = math.ceil(config.final_sweeps / every)
+    state, acc, cells = estimate_chunk(static, plan, objective, scope, n_segments, n_evaluations, every, state)
+    acc, cells = jax.device_get((acc, cells))
+    sweeps = float(acc.sweeps)
+    moments = np.asarray(acc.moments, np.float64) / sweeps
+    marginals = np.asarray(acc.marginals, np.float64) / sweeps
+    scope_tables = {} if model.scope_plan is None else model.scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations))
+    return state, moments, marginals, scope_tables, sweeps, float(acc.changed)
+
+
 def fit_model(
     model: SMMModel,
     config: SMMConfig,
@@ -336,8 +390,6 @@ def fit_model(
     sweeps_per_chunk = chunk * config.mcmc_steps_per_iteration
     n_search = math.ceil(config.num_iterations / chunk)
     n_average = math.ceil(config.averaging_iterations / chunk)
-    n_burn = math.ceil(config.burn_in_sweeps / sweeps_per_chunk)
-    n_final = math.ceil(config.final_sweeps / sweeps_per_chunk)
     lr = float(config.learning_rate)
     zeros = np.zeros(chunk, np.float32)
     converged = False
@@ -376,25 +428,16 @@ def fit_model(
         state = state._replace(params=state.average)
 
     t0 = time.perf_counter()
-    moments = np.zeros((static.shape.n_moment_rows, static.shape.n_states))
-    marginal_sum = None
-    sweeps = 0.0
-    changed = 0.0
-    for c in range(n_burn + n_final):
-        state, _, total = advance(state, zeros, 0.0, record=False)
-        if c < n_burn:
-            continue
-        moments = moments + np.asarray(total.moments, np.float64)
-        marginal_sum = np.asarray(total.marginals, np.float64) + (0.0 if marginal_sum is None else marginal_sum)
-        sweeps += float(total.sweeps)
-        changed += float(total.changed)
+    state, moments, marginal_sum, scope_tables, sweeps, changed = _final_estimate(model, config, static, plan, objective, state)
     final_seconds = time.perf_counter() - t0
 
     graph = model.graph
-    table_moments = unpad_tables(model.layout, graph, moment_rows_to_tables_host(static.shape, moments / sweeps))
+    table_moments = unpad_tables(model.layout, graph, moment_rows_to_tables_host(static.shape, moments))
+    for fid, table in scope_tables.items():
+        table_moments[fid] = table
     marginals = []
     for index, size in enumerate(graph.sizes):
-        p = np.clip(marginal_sum[index, :size] / sweeps, 0.0, None)
+        p = np.clip(marginal_sum[index, :size], 0.0, None)
         marginals.append(p / p.sum())
     answer = jax.device_get(state.params)
     tables = _host_tables(model, answer)
@@ -406,12 +449,13 @@ def fit_model(
         "optimizer": optimizer,
         "search_iterations": search_iterations,
         "averaging_iterations": n_average * chunk,
-        "sweeps": len(chunk_times) * sweeps_per_chunk,
+        "sweeps": len(chunk_times) * sweeps_per_chunk + int(config.burn_in_sweeps) + int(sweeps),
         "first_chunk_s": chunk_times[0],
         "compile_time_s": max(chunk_times[0] - float(np.median(warm)), 0.0),
         "chunk_s": float(np.median(warm)),
         "final_s": final_seconds,
         "final_acceptance": changed / max(sweeps, 1.0) / n_sites,
+        "scope_factors": len(scope_tables),
         "runtime_s": time.perf_counter() - started,
         "padded_shape": tuple(model.layout.shape),
         "colours": int(model.plan.colours.max()) + 1 if graph.n_vars else 0,
