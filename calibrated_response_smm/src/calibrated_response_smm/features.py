@@ -11,8 +11,8 @@ every lookup is a row of ``S`` numbers at a precomputed index):
 * the *moment rows* ``M``: position 0 only; Rao-Blackwellised moments add the pivot
   variable's conditional probabilities into the row its neighbours select.
 
-Row ``0`` of ``R`` is all zeros (padding slots point at it); the last row of ``M`` is a
-trash row for padding pivots. The row index of a slot is
+Row ``0`` of ``R`` is all zeros (padding slots point at it); the last ``S**2`` rows of
+``M`` are a trash block for slots that are not their factor's pivot. The row index of a slot is
 ``base + x[o1] * S + x[o2]`` with ``o1``/``o2`` the other scope variables (the dummy
 variable, always in state 0, where a scope is shorter). Unary tables need no lookup:
 they are summed into each variable's base logits.
@@ -33,9 +33,16 @@ ARITIES = (1, 2, 3)
 
 
 def bucket(n: int, minimum: int = 1) -> int:
-    """Round ``n`` up to a power of two (at least ``minimum``) so similar sizes share compiled code."""
+    """Round ``n`` up so similar sizes share compiled code (at least ``minimum``).
+
+    Powers of two up to 4096; beyond, multiples of an eighth of the power of two below
+    (at most 12.5% padding: a large graph's tables are most of the memory).
+    """
     n = max(int(n), int(minimum), 1)
-    return 1 << (n - 1).bit_length()
+    if n <= 4096:
+        return 1 << (n - 1).bit_length()
+    step = 1 << (n.bit_length() - 4)
+    return -(-n // step) * step
 
 
 # Smallest padded sizes: the real problems (4-10 variables, a few dozen constraints)
@@ -92,7 +99,8 @@ class TableLayout:
 
     @property
     def trash_row(self) -> int:
-        return self.n_moment_rows - 1
+        """First of ``S**2`` spare moment rows: non-pivot slots add there (plus their offset)."""
+        return self.n_moment_rows - self.n_states**2
 
     def locate(self, factor_id: int) -> tuple[int, int]:
         """(bucket index, position in bucket) of a graph factor."""
@@ -128,7 +136,7 @@ def build_layout(graph: FactorGraph, n_states: int | None = None, pad: bool = Tr
         moment_row += F * block
         buckets.append(ArityBucket(a, ids, scopes, row_base, moment_base))
     n_rows = grow(row) if pad else row
-    n_moment_rows = (grow(moment_row + 1) if pad else moment_row + 1)
+    n_moment_rows = grow(moment_row + S * S) if pad else moment_row + S * S
     return TableLayout(S, graph.n_vars, n_vars_padded, tuple(buckets), n_rows, n_moment_rows)
 
 

@@ -147,30 +147,60 @@ class FactorGraph:
         raise ValueError(f"unknown variable {name!r}")
 
 
-def greedy_colouring(graph: FactorGraph) -> np.ndarray:
+def interaction_edges(graph: FactorGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Directed edges ``(src, dst)`` between variables that share a factor (each pair both ways, once)."""
+    n = graph.n_vars
+    by_arity: dict[int, list] = {}
+    for scope in graph.factor_to_vars:
+        by_arity.setdefault(len(scope), []).append(scope)
+    src, dst = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for arity, scopes in by_arity.items():
+        scopes = np.asarray(scopes, np.int64).reshape(-1, arity)
+        for i in range(arity):
+            for j in range(arity):
+                if i != j:
+                    src.append(scopes[:, i])
+                    dst.append(scopes[:, j])
+    keys = np.unique(np.concatenate(src) * max(n, 1) + np.concatenate(dst))
+    return keys // max(n, 1), keys % max(n, 1)
+
+
+def greedy_colouring(graph: FactorGraph, seed: int = 0) -> np.ndarray:
     """Colour the interaction graph (variables sharing a factor differ in colour).
 
-    Largest-degree-first, each variable taking the least-used admissible colour so
-    that colour classes come out balanced (they are padded to the largest class).
+    Greedy colouring in largest-degree-first order (ties in a fixed random order), each
+    variable taking the smallest colour its earlier neighbours leave free. It runs as
+    Jones-Plassmann rounds: every variable whose earlier neighbours are all coloured
+    is coloured at once, so a round is a few vectorised passes over the edges.
     """
     n = graph.n_vars
-    neighbours: list[set[int]] = [set() for _ in range(n)]
-    for scope in graph.factor_to_vars:
-        for var in scope:
-            neighbours[var].update(scope)
-    for var in range(n):
-        neighbours[var].discard(var)
-    order = sorted(range(n), key=lambda v: (-len(neighbours[v]), v))
+    src, dst = interaction_edges(graph)
+    degree = np.bincount(src, minlength=n)
+    tie = np.random.default_rng(seed).permutation(n)
+    priority = degree.astype(np.int64) * max(n, 1) + tie  # distinct: a strict order
+    earlier = priority[dst] > priority[src]  # dst comes before src in the greedy order
     colour = np.full(n, -1, dtype=np.int64)
-    counts: list[int] = []
-    for var in order:
-        taken = {colour[u] for u in neighbours[var] if colour[u] >= 0}
-        free = [c for c in range(len(counts)) if c not in taken]
-        if free:
-            pick = min(free, key=lambda c: (counts[c], c))
-        else:
-            pick = len(counts)
-            counts.append(0)
-        colour[var] = pick
-        counts[pick] += 1
+    waiting = np.bincount(src[earlier], minlength=n)  # earlier neighbours not yet coloured
+    ready = np.nonzero(waiting == 0)[0]
+    e_src, e_dst = src[earlier], dst[earlier]
+    order = np.argsort(e_dst, kind="stable")  # edges grouped by their earlier endpoint
+    e_src, e_dst = e_src[order], e_dst[order]
+    starts = np.searchsorted(e_dst, np.arange(n + 1))
+    while ready.size:
+        # smallest colour not taken by a ready variable's (already coloured) earlier neighbours
+        position = np.full(n, -1)
+        position[ready] = np.arange(ready.size)
+        mine = position[e_src] >= 0
+        top = int(colour.max()) + 2
+        taken = np.zeros((ready.size, top), bool)
+        taken[position[e_src[mine]], colour[e_dst[mine]]] = True
+        colour[ready] = np.argmin(taken, axis=1)
+        # the later neighbours of the newly coloured variables have one fewer to wait for
+        counts = starts[ready + 1] - starts[ready]
+        first = starts[ready] - np.concatenate([[0], np.cumsum(counts)[:-1]])
+        edge_index = np.repeat(first, counts) + np.arange(counts.sum())
+        later = e_src[edge_index]
+        np.subtract.at(waiting, later, 1)
+        candidates = np.unique(later)
+        ready = candidates[(waiting[candidates] == 0) & (colour[candidates] < 0)]
     return colour

@@ -2,17 +2,26 @@
 
 Chain states are ``x: int32[V + 1, C]`` (variable-major, one column per chain; row
 ``V`` is the dummy variable, always 0). A colour class holds variables that share no
-factor, so updating a whole class for all chains in one vectorised step is the same
-as updating them one after another: a full sweep over the classes is an exact
-sequential Gibbs sweep.
+factor, so updating any set of same-coloured variables for all chains in one
+vectorised step is the same as updating them one after another.
 
-The sweep is ``lax.scan`` over colour classes; a class is cut into blocks of ``b``
-variables (``b * C`` sites, sized so a block's logits stay in cache) and scanned over
-its blocks. A block sums the conditional rows its variables' slots select (plus the
-unary tables folded into the base logits), draws one uniform per site and inverts
-the CDF, and (when asked) adds the conditional probabilities into the
-Rao-Blackwellised moment and marginal accumulators. Padding entries are the dummy
-variable, whose base logits pin it to state 0.
+Variables are grouped into *stages* by their (padded) numbers of pairwise and
+triple-wise factor slots, so a variable with two neighbours does not pay for the
+largest degree in the graph. A stage is a list of blocks of ``b`` same-coloured
+variables, in colour order; a sweep runs the stages one after another and scans
+each stage's blocks, writing a block's new states before the next block reads
+them. Every variable is updated exactly once per sweep, each update drawn from its
+exact conditional given the current states: a sweep is a sequential systematic-scan
+Gibbs sweep (in stage-then-colour order).
+
+A block looks up one conditional row per factor slot (the factor's table with the
+variable's axis last, at the other scope variables' states) and sums them with the
+unary tables folded into the base logits. Binary models skip the rows: a slot adds
+``c0 + c1 * x_other`` to the logit difference (``c0 .. c3`` for a triple), a handful
+of vector multiply-adds over the chains. Each site draws one uniform from a
+counter-based hash and inverts the CDF; when asked, the block adds the conditional
+probabilities into the Rao-Blackwellised moment and marginal accumulators. Padding
+entries are the dummy variable, whose base logits pin it to state 0.
 """
 
 from __future__ import annotations
@@ -29,6 +38,31 @@ from ..graph import FactorGraph, greedy_colouring
 
 NEG = -1e9  # logit of a padding state: exp underflows to exactly 0
 BLOCK_FLOATS = 1 << 16  # logits per block (sites x states): a block's arrays stay in L2 cache
+BINARY_BLOCK_SITES = 1 << 15  # sites per block of the binary kernel (a few arrays of [b, C])
+# Graphs at least this large get one stage per degree bucket; smaller ones get a single
+# stage (padding costs little there, and fewer shapes mean fewer compilations).
+STAGED_MIN_VARS = 2048
+DEGREE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+
+
+class Stage(NamedTuple):
+    """Blocks of same-coloured variables with equal padded slot counts (device arrays).
+
+    ``D2``/``D3``: pairwise/triple slots per variable; ``P2``/``P3``: the leading slots
+    that may be the factor's pivot (its first scope variable), which carries the
+    factor's Rao-Blackwellised moments.
+    """
+
+    vars: jax.Array  # i32[n_blocks, b]: variable row per slot (dummy: padding)
+    live: jax.Array  # bool[n_blocks]: block has a real variable
+    pair_row: jax.Array  # i32[n_blocks, b, D2]: R row at other state 0 (0: the zero row)
+    pair_other: jax.Array  # i32[n_blocks, b, D2]: the other scope variable (dummy: padding)
+    triple_row: jax.Array  # i32[n_blocks, b, D3]: R row at other states (0, 0)
+    triple_o1: jax.Array  # i32[n_blocks, b, D3]: first other variable (weighted by S)
+    triple_o2: jax.Array  # i32[n_blocks, b, D3]: second other variable (weighted by 1)
+    unary_moment: jax.Array  # i32[n_blocks, b, P1]: M row of the variable's unary factors (trash: padding)
+    pair_moment: jax.Array  # i32[n_blocks, b, P2]: M row at other state 0 (trash block: not a pivot)
+    triple_moment: jax.Array  # i32[n_blocks, b, P3]
 
 
 class SweepPlan(NamedTuple):
@@ -36,15 +70,8 @@ class SweepPlan(NamedTuple):
 
     valid_logits: jax.Array  # f32[V + 1, S]: 0 on real states, NEG on padding states
     unary_scopes: jax.Array  # i32[F_1, 1]: variable of each unary factor (dummy: padding)
-    block_vars: jax.Array  # i32[n_colours, n_blocks, b]: variable row per slot (dummy: padding)
-    block_live: jax.Array  # bool[n_colours, n_blocks]: block has a real variable
-    slot_row: jax.Array  # i32[n_colours, n_blocks, b, D]: R row base of each factor slot (0: none)
-    slot_o1: jax.Array  # i32[n_colours, n_blocks, b, D]: other scope variable weighted by S
-    slot_o2: jax.Array  # i32[n_colours, n_blocks, b, D]: other scope variable weighted by 1
-    pivot_local: jax.Array  # i32[n_colours, n_blocks, P]: block slot of each factor's pivot
-    pivot_row: jax.Array  # i32[n_colours, n_blocks, P]: M row base (trash row: padding)
-    pivot_o1: jax.Array  # i32[n_colours, n_blocks, P]
-    pivot_o2: jax.Array  # i32[n_colours, n_blocks, P]
+    n_sites: jax.Array  # f32[]: real variables updated per sweep and chain
+    stages: tuple  # Stage per degree bucket, run in order
 
 
 class Rows(NamedTuple):
@@ -78,94 +105,157 @@ class HostPlan:
     """The colouring and the padded index maps, kept on the host."""
 
     colours: np.ndarray  # colour per variable
-    arrays: dict
+    arrays: dict  # SweepPlan fields other than ``stages``
+    stages: tuple  # one dict of Stage fields per stage
+    n_sites: int  # real variables updated per sweep and chain
 
     def device(self) -> SweepPlan:
-        return SweepPlan(**{k: jnp.asarray(v) for k, v in self.arrays.items()})
-
-    @property
-    def n_sites(self) -> int:
-        """Real variables updated per sweep and chain."""
-        return int(np.sum(self.arrays["block_vars"] != self.arrays["valid_logits"].shape[0] - 1))
+        stages = tuple(Stage(**{k: jnp.asarray(v) for k, v in s.items()}) for s in self.stages)
+        arrays = {k: jnp.asarray(v) for k, v in self.arrays.items()}
+        return SweepPlan(n_sites=jnp.asarray(float(self.n_sites), jnp.float32), stages=stages, **arrays)
 
 
-def _slot_entries(layout: TableLayout):
-    """Per variable: its lookup slots (R row base, o1, o2) and its pivot moment rows."""
-    dummy = layout.dummy
-    slots: dict[int, list[tuple[int, int, int]]] = {}
-    pivots: dict[int, list[tuple[int, int, int]]] = {}
-    for b in layout.buckets:
-        for i in range(b.size):
-            if b.factor_ids[i] < 0:
-                continue
-            scope = [int(v) for v in b.scopes[i]]
-            for j, var in enumerate(scope):
-                others = scope[:j] + scope[j + 1 :]
-                o1, o2 = ([dummy, dummy] + others)[-2:]
-                if b.arity > 1:  # unary tables live in the base logits
-                    slots.setdefault(var, []).append((int(b.row_base[i, j]), o1, o2))
-                if j == 0:
-                    pivots.setdefault(var, []).append((int(b.moment_base[i]), o1, o2))
-    return slots, pivots
+# -- host side: slots, stages and blocks (vectorised numpy) ------------------------------
+
+
+class _Slots(NamedTuple):
+    """Lookup slots of one arity, sorted by variable with pivots first."""
+
+    var: np.ndarray  # variable of the slot
+    row: np.ndarray  # R row at other states 0
+    o1: np.ndarray  # other variables (o1 = dummy for pairs)
+    o2: np.ndarray
+    moment: np.ndarray  # M row base where the slot is its factor's pivot, else the trash block
+    rank: np.ndarray  # position among the variable's slots
+    degree: np.ndarray  # slots per variable [V + 1]
+    pivots: np.ndarray  # pivot slots per variable [V + 1]
+
+
+def _slots(layout: TableLayout, arity: int) -> _Slots:
+    """Every (factor, scope position) of the real factors of ``arity``, vectorised."""
+    dummy, n = layout.dummy, layout.dummy + 1
+    b = layout.buckets[arity - 1]
+    real = np.nonzero(b.factor_ids >= 0)[0]
+    scopes = b.scopes[real]
+    var = scopes.T.reshape(-1)  # position-major: [a * F]
+    pos = np.repeat(np.arange(arity), len(real))
+    row = b.row_base[real].T.reshape(-1)
+    others = [np.delete(scopes, j, axis=1) for j in range(arity)]
+    others = np.concatenate(others, axis=0)  # [a * F, a - 1]
+    o1 = others[:, 0] if arity == 3 else np.full(len(var), dummy)
+    o2 = others[:, -1] if arity > 1 else np.full(len(var), dummy)
+    moment = np.where(pos == 0, np.tile(b.moment_base[real], arity), layout.trash_row)
+    order = np.lexsort((pos != 0, var))  # by variable, pivots first
+    var, row, o1, o2, moment = var[order], row[order], o1[order], o2[order], moment[order]
+    degree = np.bincount(var, minlength=n)
+    pivots = np.bincount(var[moment != layout.trash_row], minlength=n)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    rank = np.arange(len(var)) - start[var]
+    return _Slots(var, row, o1, o2, moment, rank, degree, pivots)
+
+
+def _round_degree(d: np.ndarray) -> np.ndarray:
+    """Slot counts rounded up to :data:`DEGREE_BUCKETS` (powers of two beyond its end)."""
+    steps = np.array(DEGREE_BUCKETS)
+    rounded = steps[np.minimum(np.searchsorted(steps, d), len(steps) - 1)]
+    beyond = 1 << np.ceil(np.log2(np.maximum(d, 1))).astype(np.int64)
+    return np.where(d > steps[-1], beyond, rounded)
+
+
+def _stage_keys(pairs: _Slots, triples: _Slots, n_vars: int, staged: bool) -> np.ndarray:
+    """Stage key ``(D2, D3)`` per real variable: rounded degrees, or the maxima when not staged."""
+    d2, d3 = pairs.degree[:n_vars], triples.degree[:n_vars]
+    if staged:
+        return np.stack([_round_degree(d2), _round_degree(d3)], axis=1)
+    top = [bucket(int(d.max())) if d.size and d.max() else 0 for d in (d2, d3)]
+    return np.tile(np.array(top, np.int64), (n_vars, 1))
+
+
+def _block_size(S: int, num_chains: int, largest: int, binary: bool) -> int:
+    """Variables per block: a power of two, a block's logits in cache, no larger than needed."""
+    sites = BINARY_BLOCK_SITES if binary else max(BLOCK_FLOATS // S, 1024)
+    b = max(min(sites // max(num_chains, 1), largest), 1)
+    return 1 << (b.bit_length() - 1)
+
+
+def _fill(shape, fill, index, values):
+    out = np.full(shape, fill, np.int32)
+    out[index] = values
+    return out
+
+
+def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, b, layout, pad):
+    """Blocks of one stage: ``members`` (sorted by colour) cut into blocks of ``b`` per colour."""
+    dummy, trash = layout.dummy, layout.trash_row
+    col = colours[members]
+    counts = np.bincount(col)
+    blocks_per = -(-counts // b)
+    first_block = np.concatenate([[0], np.cumsum(blocks_per)[:-1]])
+    colour_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(members)) - colour_start[col]
+    block = first_block[col] + rank // b
+    local = rank % b
+    n_blocks = int(blocks_per.sum())
+    if pad:
+        n_blocks = bucket(n_blocks) if n_blocks <= 64 else -(-n_blocks // 8) * 8
+    where_block = np.full(dummy + 1, -1)
+    where_local = np.zeros(dummy + 1, np.int64)
+    where_block[members], where_local[members] = block, local
+    P1 = int(_round_degree(unaries.pivots[members].max()))
+    P2 = min(D2, int(_round_degree(pairs.pivots[members].max())))
+    P3 = min(D3, int(_round_degree(triples.pivots[members].max())))
+
+    def slot_maps(slots: _Slots, D: int, P: int):
+        keep = where_block[slots.var] >= 0
+        k, l, r = where_block[slots.var[keep]], where_local[slots.var[keep]], slots.rank[keep]
+        shape = (n_blocks, b, D)
+        row = _fill(shape, 0, (k, l, r), slots.row[keep])
+        o1 = _fill(shape, dummy, (k, l, r), slots.o1[keep])
+        o2 = _fill(shape, dummy, (k, l, r), slots.o2[keep])
+        first = r < P
+        moment = _fill((n_blocks, b, P), trash, (k[first], l[first], r[first]), slots.moment[keep][first])
+        return row, o1, o2, moment
+
+    pair_row, _, pair_other, pair_moment = slot_maps(pairs, D2, P2)
+    triple_row, triple_o1, triple_o2, triple_moment = slot_maps(triples, D3, P3)
+    unary_moment = slot_maps(unaries, P1, P1)[3]
+    vars_ = _fill((n_blocks, b), dummy, (block, local), members)
+    return dict(
+        vars=vars_,
+        live=np.any(vars_ != dummy, axis=1),
+        pair_row=pair_row,
+        pair_other=pair_other,
+        triple_row=triple_row,
+        triple_o1=triple_o1,
+        triple_o2=triple_o2,
+        unary_moment=unary_moment,
+        pair_moment=pair_moment,
+        triple_moment=triple_moment,
+    )
 
 
 def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bool = True) -> HostPlan:
-    """Colour the graph and build the padded per-block index maps for ``num_chains`` chains."""
-    grow = bucket if pad else (lambda n, minimum=1: max(int(n), 1))
+    """Colour the graph and build the staged, blocked index maps for ``num_chains`` chains."""
     S, dummy = layout.n_states, layout.dummy
+    n = graph.n_vars
     colours = greedy_colouring(graph)
-    n_colours = int(colours.max()) + 1 if graph.n_vars else 1
-    members = [np.nonzero(colours == c)[0] for c in range(n_colours)]
-    slots, pivots = _slot_entries(layout)
-    largest = max(len(m) for m in members)
-    block_sites = max(BLOCK_FLOATS // S, 1024)
-    b = max(min(block_sites // max(num_chains, 1), largest), 1)
-    b = 1 << (b.bit_length() - 1)  # a power of two no larger than the largest class
-    n_blocks = grow(-(-largest // b))
-    D = grow(max([len(s) for s in slots.values()] + [1]), 4)
-    block_pivots = [
-        sum(len(pivots.get(int(v), [])) for v in m[k * b : (k + 1) * b]) for m in members for k in range(-(-len(m) // b))
-    ]
-    P = grow(max(block_pivots + [1]), 8)
-    n_col = grow(n_colours)
-
-    block_vars = np.full((n_col, n_blocks, b), dummy, np.int32)
-    slot_row = np.zeros((n_col, n_blocks, b, D), np.int32)
-    slot_o1 = np.full((n_col, n_blocks, b, D), dummy, np.int32)
-    slot_o2 = np.full((n_col, n_blocks, b, D), dummy, np.int32)
-    pivot_local = np.zeros((n_col, n_blocks, P), np.int32)
-    pivot_row = np.full((n_col, n_blocks, P), layout.trash_row, np.int32)
-    pivot_o1 = np.full((n_col, n_blocks, P), dummy, np.int32)
-    pivot_o2 = np.full((n_col, n_blocks, P), dummy, np.int32)
-    for c, vars_c in enumerate(members):
-        for position, var in enumerate(vars_c):
-            k, local = divmod(position, b)
-            block_vars[c, k, local] = var
-            for d, entry in enumerate(slots.get(int(var), [])):
-                slot_row[c, k, local, d], slot_o1[c, k, local, d], slot_o2[c, k, local, d] = entry
-        for k in range(-(-len(vars_c) // b)):
-            p = 0
-            for local, var in enumerate(vars_c[k * b : (k + 1) * b]):
-                for row, o1, o2 in pivots.get(int(var), []):
-                    pivot_local[c, k, p], pivot_row[c, k, p], pivot_o1[c, k, p], pivot_o2[c, k, p] = local, row, o1, o2
-                    p += 1
+    unaries, pairs, triples = _slots(layout, 1), _slots(layout, 2), _slots(layout, 3)
+    keys = _stage_keys(pairs, triples, n, staged=n >= STAGED_MIN_VARS)
+    stages = []
+    if n:
+        unique, stage_of = np.unique(keys, axis=0, return_inverse=True)
+        stage_of = stage_of.reshape(-1)
+        for s, (D2, D3) in enumerate(unique):
+            members = np.nonzero(stage_of == s)[0]
+            members = members[np.argsort(colours[members], kind="stable")]
+            largest = int(np.bincount(colours[members]).max())
+            b = _block_size(S, num_chains, largest, binary=S == 2)
+            stages.append(_stage_arrays(members, colours, unaries, pairs, triples, int(D2), int(D3), b, layout, pad))
     sizes = np.ones(layout.n_vars_padded + 1, np.int64)
-    sizes[: graph.n_vars] = graph.sizes
+    sizes[:n] = graph.sizes
     valid_logits = np.where(np.arange(S)[None, :] < sizes[:, None], 0.0, NEG).astype(np.float32)
-    arrays = dict(
-        valid_logits=valid_logits,
-        unary_scopes=layout.buckets[0].scopes.astype(np.int32),
-        block_vars=block_vars,
-        block_live=np.any(block_vars != dummy, axis=2),
-        slot_row=slot_row,
-        slot_o1=slot_o1,
-        slot_o2=slot_o2,
-        pivot_local=pivot_local,
-        pivot_row=pivot_row,
-        pivot_o1=pivot_o1,
-        pivot_o2=pivot_o2,
-    )
-    return HostPlan(colours=colours, arrays=arrays)
+    arrays = dict(valid_logits=valid_logits, unary_scopes=layout.buckets[0].scopes.astype(np.int32))
+    return HostPlan(colours=colours, arrays=arrays, stages=tuple(stages), n_sites=n)
 
 
 def make_rows(plan: SweepPlan, shape: LayoutShape, theta) -> Rows:
@@ -208,17 +298,68 @@ def seed_words(seed: int) -> np.ndarray:
     return np.array([seed & 0xFFFFFFFF, (seed >> 32) ^ 0x9E3779B9], dtype=np.uint32)
 
 
-# -- one block of a colour class ------------------------------------------------------
+# -- one block ----------------------------------------------------------------------
 
 
-def block_logits(rows: Rows, x, vars_b, slot_row, slot_o1, slot_o2):
-    """Conditional logits ``[b, C, S]`` of one block given the chains ``x``."""
-    S = rows.table.shape[1]
-    logits = rows.base[vars_b][:, None, :]
-    for d in range(slot_row.shape[1]):  # static unroll over the padded degree
-        row = slot_row[:, d, None] + x[slot_o1[:, d]] * S + x[slot_o2[:, d]]
-        logits = logits + rows.table.at[row].get(mode="promise_in_bounds")
-    return logits
+class _Lookups(NamedTuple):
+    """A block's neighbour states and conditional-row offsets (other states' part)."""
+
+    pair_other: jax.Array  # i32[b, D2, C]: state of the other variable
+    triple_offset: jax.Array  # i32[b, D3, C]: S * x[o1] + x[o2]
+
+
+def _lookups(x, S, blk: Stage) -> _Lookups:
+    triple = x[blk.triple_o1] * S + x[blk.triple_o2]
+    return _Lookups(x[blk.pair_other], triple)
+
+
+def _rows_sum(table, rows, offset):
+    """Sum over slots of ``table[rows + offset]``: ``[b, D, C]`` indices to ``[b, C, S]``."""
+    if rows.shape[-1] == 0:
+        return 0.0
+    index = rows[..., None] + offset
+    return table.at[index].get(mode="promise_in_bounds").sum(axis=1)
+
+
+def block_logits(rows: Rows, blk: Stage, look: _Lookups):
+    """Conditional logits ``[b, C, S]`` of one block."""
+    b, C = blk.vars.shape[0], look.pair_other.shape[-1]
+    logits = jnp.broadcast_to(rows.base[blk.vars][:, None, :], (b, C, rows.base.shape[1]))
+    logits = logits + _rows_sum(rows.table, blk.pair_row, look.pair_other)
+    return logits + _rows_sum(rows.table, blk.triple_row, look.triple_offset)
+
+
+def _differences(table, index):
+    """Logit differences ``table[index, 1] - table[index, 0]`` for small index arrays."""
+    r = table.at[index].get(mode="promise_in_bounds")
+    return r[..., 1] - r[..., 0]
+
+
+def binary_logit(rows: Rows, blk: Stage, look: _Lookups):
+    """``logit[1] - logit[0]`` ``[b, C]`` of one block of a binary model.
+
+    A pair slot's difference is affine in the other state, ``c0 + c1 * t``; a triple
+    slot's is bilinear in its two others. The constants fold into one bias per
+    variable, so a slot costs one or three multiply-adds per chain.
+    """
+    base = rows.base[blk.vars]
+    bias = base[:, 1] - base[:, 0]  # [b]
+    slope_terms = 0.0
+    if blk.pair_row.shape[-1]:
+        d = _differences(rows.table, blk.pair_row[..., None] + jnp.arange(2))  # [b, D2, t]
+        bias = bias + d[..., 0].sum(axis=1)
+        c1 = d[..., 1] - d[..., 0]
+        slope_terms = jnp.sum(c1[..., None] * look.pair_other.astype(jnp.float32), axis=1)
+    if blk.triple_row.shape[-1]:
+        d = _differences(rows.table, blk.triple_row[..., None] + jnp.arange(4))  # [b, D3, 2*t1 + t2]
+        bias = bias + d[..., 0].sum(axis=1)
+        c1, c2 = d[..., 2] - d[..., 0], d[..., 1] - d[..., 0]
+        c3 = d[..., 3] - d[..., 2] - d[..., 1] + d[..., 0]
+        t1 = (look.triple_offset >> 1).astype(jnp.float32)
+        t2 = (look.triple_offset & 1).astype(jnp.float32)
+        terms = c1[..., None] * t1 + t2 * (c2[..., None] + c3[..., None] * t1)
+        slope_terms = slope_terms + terms.sum(axis=1)
+    return jnp.broadcast_to(bias[:, None] + slope_terms, look.pair_other.shape[::2])
 
 
 def sample_states(logits, u, temperature):
@@ -230,9 +371,7 @@ def sample_states(logits, u, temperature):
     if temperature != 1.0:
         logits = logits / temperature
     if S == 2:
-        # Binary: the conditional is a logistic in the logit difference.
-        p1 = jax.nn.sigmoid(logits[..., 1] - logits[..., 0])
-        return (u < p1).astype(jnp.int32), jnp.stack([1.0 - p1, p1], axis=-1)
+        return sample_binary(logits[..., 1] - logits[..., 0], u, 1.0)
     states_major = jnp.moveaxis(logits, -1, 0)  # in-cache transpose: each state a contiguous plane
     top = jnp.max(states_major, axis=0)
     weights = jnp.exp(states_major - top)
@@ -246,61 +385,83 @@ def sample_states(logits, u, temperature):
     return states, jnp.moveaxis(weights / total, 0, -1)
 
 
-def block_step(plan: SweepPlan, rows: Rows, x, words, colour, block, acc, temperature, accumulate):
+def sample_binary(delta, u, temperature):
+    """Draw from the logistic of the logit difference ``delta``; (states, probabilities ``[..., 2]``)."""
+    if temperature != 1.0:
+        delta = delta / temperature
+    p1 = jax.nn.sigmoid(delta)
+    return (u < p1).astype(jnp.int32), jnp.stack([1.0 - p1, p1], axis=-1)
+
+
+def _moment_rows(blk: Stage, look: _Lookups):
+    """M rows ``[b, P, C]`` the pivot slots add their variable's conditionals to."""
+    P2, P3 = blk.pair_moment.shape[-1], blk.triple_moment.shape[-1]
+    C = look.pair_other.shape[-1]
+    rows = []
+    if blk.unary_moment.shape[-1]:
+        rows.append(jnp.broadcast_to(blk.unary_moment[..., None], blk.unary_moment.shape + (C,)))
+    if P2:
+        rows.append(blk.pair_moment[..., None] + look.pair_other[:, :P2])
+    if P3:
+        rows.append(blk.triple_moment[..., None] + look.triple_offset[:, :P3])
+    return jnp.concatenate(rows, axis=1) if rows else None
+
+
+def block_step(rows: Rows, x, blk: Stage, u, acc, temperature, accumulate):
     """New states ``[b, C]`` of one block (x is read, not written) and updated sums."""
-    vars_b = plan.block_vars[colour, block]
-    logits = block_logits(
-        rows, x, vars_b, plan.slot_row[colour, block], plan.slot_o1[colour, block], plan.slot_o2[colour, block]
-    )
-    b, C, S = logits.shape
-    n_blocks = plan.block_vars.shape[1]
-    offset = ((colour * n_blocks + block) * (b * C)).astype(jnp.uint32)
-    states, probs = sample_states(logits, site_uniforms(words, offset, (b, C)), temperature)
+    S = rows.table.shape[1]
+    look = _lookups(x, S, blk)
+    if S == 2:
+        states, probs = sample_binary(binary_logit(rows, blk, look), u, temperature)
+    else:
+        states, probs = sample_states(block_logits(rows, blk, look), u, temperature)
     if accumulate:
-        pivot_probs = probs[plan.pivot_local[colour, block]]  # [P, C, S]
-        row = plan.pivot_row[colour, block][:, None] + x[plan.pivot_o1[colour, block]] * S + x[plan.pivot_o2[colour, block]]
+        moment_rows = _moment_rows(blk, look)
+        moments = acc.moments
+        if moment_rows is not None:
+            updates = jnp.broadcast_to(probs[:, None], moment_rows.shape + (S,))
+            moments = moments.at[moment_rows].add(updates, mode="promise_in_bounds")
         acc = acc._replace(
-            moments=acc.moments.at[row].add(pivot_probs, mode="promise_in_bounds"),
-            marginals=acc.marginals.at[vars_b].add(probs.sum(axis=1)),
-            changed=acc.changed + jnp.sum(states != x[vars_b]),
+            moments=moments,
+            marginals=acc.marginals.at[blk.vars].add(probs.sum(axis=1)),
+            changed=acc.changed + jnp.sum(states != x[blk.vars]),
         )
     return states, acc
 
 
-def class_step(plan: SweepPlan, rows: Rows, x, words, colour, acc, temperature, accumulate):
-    """Update colour class ``colour`` in every chain, block by block."""
-    n_blocks, b = plan.block_vars.shape[1:]
+def stage_step(rows: Rows, x, words, offset: int, stage: Stage, acc, temperature, accumulate):
+    """Update every block of ``stage`` in turn, writing each block's states before the next reads."""
+    n_blocks, b = stage.vars.shape
     C = x.shape[1]
 
-    def body(acc, block):
-        def live(acc):
-            states, acc = block_step(plan, rows, x, words, colour, block, acc, temperature, accumulate)
-            return acc, states
+    def body(carry, k):
+        x, acc = carry
+        blk = jax.tree.map(lambda a: a[k], stage)
 
-        def idle(acc):
-            return acc, jnp.zeros((b, C), jnp.int32)
+        def live(x, acc):
+            u = site_uniforms(words, (offset + k * (b * C)).astype(jnp.uint32), (b, C))
+            states, acc = block_step(rows, x, blk, u, acc, temperature, accumulate)
+            return x.at[blk.vars].set(states, mode="promise_in_bounds"), acc
 
-        return jax.lax.cond(plan.block_live[colour, block], live, idle, acc)
+        return jax.lax.cond(blk.live, live, lambda x, acc: (x, acc), x, acc), None
 
-    acc, states = jax.lax.scan(body, acc, jnp.arange(n_blocks))
-    return x.at[plan.block_vars[colour].reshape(-1)].set(states.reshape(-1, C)), acc
+    (x, acc), _ = jax.lax.scan(body, (x, acc), jnp.arange(n_blocks, dtype=jnp.uint32))
+    return x, acc
 
 
 def sweep(plan: SweepPlan, rows: Rows, x, words, acc, *, temperature=1.0, accumulate=True):
-    """One full chromatic sweep (scan over colour classes)."""
-    n_col = plan.block_vars.shape[0]
-
-    def body(carry, colour):
-        x, acc = carry
-        return class_step(plan, rows, x, words, colour, acc, temperature, accumulate), None
-
+    """One full sweep: every stage in turn."""
+    C = x.shape[1]
     # Sum this sweep into fresh buffers, then add the chain average: float32 sums over
     # many sweeps of thousands of chains would otherwise lose about 1e-3 of relative precision.
-    local = None if acc is None else jax.tree.map(jnp.zeros_like, acc)
-    (x, local), _ = jax.lax.scan(body, (x, local), jnp.arange(n_col))
+    local = jax.tree.map(jnp.zeros_like, acc) if accumulate else None
+    offset = 0
+    for stage in plan.stages:
+        x, local = stage_step(rows, x, words, offset, stage, local, temperature, accumulate)
+        offset += stage.vars.size * C
     x = x.at[-1].set(0)  # padding slots wrote the dummy row
     if accumulate:
-        scale = 1.0 / x.shape[1]
+        scale = 1.0 / C
         acc = Accumulators(
             acc.moments + local.moments * scale,
             acc.marginals + local.marginals * scale,
@@ -324,8 +485,7 @@ def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int
 
 def move_rate(plan: SweepPlan, acc: Accumulators) -> jax.Array:
     """Fraction of site updates that changed the state (Gibbs always accepts; this is its mixing gauge)."""
-    n_sites = jnp.sum(plan.block_vars != plan.valid_logits.shape[0] - 1)
-    return acc.changed / jnp.maximum(acc.sweeps, 1.0) / jnp.maximum(n_sites, 1)
+    return acc.changed / jnp.maximum(acc.sweeps, 1.0) / jnp.maximum(plan.n_sites, 1.0)
 
 
 def random_states(plan: SweepPlan, seed, num_chains: int):
