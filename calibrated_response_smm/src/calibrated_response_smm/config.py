@@ -38,9 +38,11 @@ class SMMConfig(CoreConfig):
     :param burn_in_sweeps: sweeps at the averaged multipliers before the final estimate.
     :param final_sweeps: sweeps the final marginals and moments are averaged over.
     :param chunk_size: iterations per compiled chunk; Python runs only between chunks.
-    :param scope_every: in the final estimate, factors carrying a conditional estimate
-        average the exact conditional of their whole scope given the rest of each chain
-        (see ``scope_moments``) once every this many sweeps.
+    :param scope_threshold: in the final estimate, a factor carrying a conditional
+        whose condition has probability below this (after the averaging phase)
+        averages the exact conditional of its whole scope given the rest of each
+        chain (see ``scope_moments``) instead of sampled indicators; 0 turns it off.
+    :param scope_every: sweeps between two such scope evaluations.
     """
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
@@ -56,4 +58,5 @@ class SMMConfig(CoreConfig):
     burn_in_sweeps: int = attrs.field(default=10, validator=non_negative_int)
     final_sweeps: int = attrs.field(default=60, validator=positive_int)
     chunk_size: int = attrs.field(default=10, validator=positive_int)
+    scope_threshold: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
     scope_every: int = attrs.field(default=4, validator=positive_int)

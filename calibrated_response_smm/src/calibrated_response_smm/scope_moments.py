@@ -18,8 +18,9 @@ cell's probability is estimated to a small relative error.
 
 Layout: the cells of every factor are concatenated on one axis; each cell lists
 the entries of the flat table vector (all bucket tables, padded to ``S`` states
-per axis) that its log-weight sums, as a constant index plus at most two
-``stride * x[w]`` terms for the scope's outside variables. Sizes are padded to
+per axis) that its log-weight sums: constant indices for the factors inside the
+scope (the same for every chain), and for the factors reaching outside it a
+constant index plus at most two ``stride * x[w]`` terms for the outside variables. Sizes are padded to
 powers of two so that problems of similar size share compiled code.
 """
 
@@ -42,6 +43,7 @@ class ScopePlan(NamedTuple):
     """Index maps of the scope estimator (device pytree)."""
 
     segment: jax.Array  # i32[N]: factor slot of each cell (padding: the last slot)
+    inner: jax.Array  # i32[N, T_in]: flat table index of each term inside the scope (padding: the zero entry)
     const: jax.Array  # i32[N, T]: flat table index of each term at x_outside = 0 (padding: the zero entry)
     w1: jax.Array  # i32[N, T]: first outside variable of the term (dummy row: state 0)
     m1: jax.Array  # i32[N, T]: its stride in the flat table
@@ -106,7 +108,7 @@ def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -
     S, dummy = layout.n_states, layout.dummy
     starts, total = _flat_offsets(layout)
     zero_entry = total
-    rows = []  # per cell: (segment, [(const, w1, m1, w2, m2), ...])
+    rows = []  # per cell: (segment, [inside-scope index, ...], [(const, w1, m1, w2, m2), ...])
     offsets, shapes = [], []
     for slot, fid in enumerate(factor_ids):
         scope = list(graph.factors[fid].var_ids)
@@ -116,7 +118,7 @@ def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -
         terms = _touching(layout, set(scope))
         for cell in np.ndindex(*shape):
             value = dict(zip(scope, cell))
-            cell_terms = []
+            inside, cell_terms = [], []
             for bi, pos, vars_g in terms:
                 arity = len(vars_g)
                 const = starts[bi] + pos * S**arity
@@ -127,23 +129,29 @@ def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -
                         const += stride * value[v]
                     else:
                         outside.append((v, stride))
+                if not outside:  # the same for every chain
+                    inside.append(const)
+                    continue
                 outside += [(dummy, 0)] * (2 - len(outside))
                 cell_terms.append((const, outside[0][0], outside[0][1], outside[1][0], outside[1][1]))
-            rows.append((slot, cell_terms))
+            rows.append((slot, inside, cell_terms))
     n_cells = grow(len(rows), MIN_CELLS)
-    n_terms = grow(max([len(t) for _, t in rows] + [1]), MIN_TERMS)
+    n_inner = grow(max([len(t) for _, t, _ in rows] + [1]), MIN_TERMS)
+    n_terms = grow(max([len(t) for _, _, t in rows] + [1]), MIN_TERMS)
     n_slots = len(factor_ids)
     segment = np.full(n_cells, n_slots, np.int32)
+    inner = np.full((n_cells, n_inner), zero_entry, np.int32)
     const = np.full((n_cells, n_terms), zero_entry, np.int32)
     w1 = np.full((n_cells, n_terms), dummy, np.int32)
     w2 = np.full((n_cells, n_terms), dummy, np.int32)
     m1 = np.zeros((n_cells, n_terms), np.int32)
     m2 = np.zeros((n_cells, n_terms), np.int32)
-    for i, (slot, cell_terms) in enumerate(rows):
+    for i, (slot, inside, cell_terms) in enumerate(rows):
         segment[i] = slot
+        inner[i, : len(inside)] = inside
         for t, entry in enumerate(cell_terms):
             const[i, t], w1[i, t], m1[i, t], w2[i, t], m2[i, t] = entry
-    arrays = dict(segment=segment, const=const, w1=w1, m1=m1, w2=w2, m2=m2)
+    arrays = dict(segment=segment, inner=inner, const=const, w1=w1, m1=m1, w2=w2, m2=m2)
     n_segments = grow(n_slots + 1, 8)
     return HostScopePlan(arrays, tuple(int(f) for f in factor_ids), tuple(offsets), tuple(shapes), n_segments)
 
@@ -151,7 +159,7 @@ def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -
 def cell_logits(plan: ScopePlan, flat, x) -> jax.Array:
     """Unnormalised log conditional of every cell given each chain's outside variables, ``[N, C]``."""
     index = plan.const[..., None] + plan.m1[..., None] * x[plan.w1] + plan.m2[..., None] * x[plan.w2]  # [N, T, C]
-    return jnp.sum(flat[index], axis=1)
+    return jnp.sum(flat[plan.inner], axis=1)[:, None] + jnp.sum(flat[index], axis=1)
 
 
 def cell_log_probabilities(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:

@@ -273,7 +273,6 @@ class SMMModel:
     layout: TableLayout
     plan: HostPlan
     l2_regularization: float = 1e-3
-    scope_plan: HostScopePlan | None = None  # factors whose final moments are scope-wise Rao-Blackwellised
 
     @classmethod
     def build(
@@ -281,9 +280,7 @@ class SMMModel:
     ) -> SMMModel:
         layout = build_layout(graph, pad=pad)
         plan = build_plan(graph, layout, num_chains, pad=pad)
-        ratio = targets.ratio_factors if isinstance(targets, MomentTargets) else ()
-        scope_plan = build_scope_plan(graph, layout, ratio, pad=pad) if ratio else None
-        return cls(graph, targets, layout, plan, float(l2_regularization), scope_plan)
+        return cls(graph, targets, layout, plan, float(l2_regularization))
 
     def objective(self):
         if isinstance(self.targets, MomentTargets):
@@ -335,7 +332,30 @@ def _host_tables(model: SMMModel, params) -> list[np.ndarray]:
     return unpad_tables(model.layout, model.graph, params)
 
 
-def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, objective, state):
+def rare_condition_factors(model: SMMModel, table_moments, threshold: float) -> tuple[int, ...]:
+    """Factors carrying a conditional whose condition has probability below ``threshold``.
+
+    Their ratio ``E[w_AC] / E[w_C]`` is where sampled indicators are too sparse; the
+    final estimate Rao-Blackwellises their whole scope instead.
+    """
+    if not isinstance(model.targets, MomentTargets):
+        return ()
+    rare = {
+        c.factor_id
+        for c in model.targets.constraints
+        if c.denominator is not None and float(np.sum(table_moments[c.factor_id] * c.denominator)) < threshold
+    }
+    return tuple(sorted(rare))
+
+
+def _host_table_moments(model: SMMModel, total) -> list[np.ndarray]:
+    """Per-factor table moments from a chunk's accumulated sums."""
+    rows = np.asarray(total.moments, np.float64) / max(float(total.sweeps), 1.0)
+    return unpad_tables(model.layout, model.graph, moment_rows_to_tables_host(model.layout.shape, rows))
+
+
+def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, objective, state,
+                    scope_plan: HostScopePlan | None):
     """Burn in, then average the moments and marginals over ``final_sweeps`` sweeps.
 
     Returns the state, the mean moment rows and marginals, the scope-wise estimates
@@ -343,8 +363,8 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
     site changes counted.
     """
     every = max(int(config.scope_every), 1)
-    scope = None if model.scope_plan is None else model.scope_plan.device()
-    n_segments = 0 if model.scope_plan is None else model.scope_plan.n_segments
+    scope = None if scope_plan is None else scope_plan.device()
+    n_segments = 0 if scope_plan is None else scope_plan.n_segments
     if config.burn_in_sweeps:
         state, _, _ = estimate_chunk(static, plan, objective, None, 0, math.ceil(config.burn_in_sweeps / every),
                                      every, state)
@@ -354,7 +374,7 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
     sweeps = float(acc.sweeps)
     moments = np.asarray(acc.moments, np.float64) / sweeps
     marginals = np.asarray(acc.marginals, np.float64) / sweeps
-    scope_tables = {} if model.scope_plan is None else model.scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations))
+    scope_tables = {} if scope_plan is None else scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations))
     return state, moments, marginals, scope_tables, sweeps, float(acc.changed)
 
 
@@ -411,8 +431,9 @@ def fit_model(
                 progress(done, (n_search + n_average) * chunk, metrics)
         return state, infos, total
 
+    total = None
     for _ in range(n_search):
-        state, infos, _ = advance(state, zeros + lr, 0.0)
+        state, infos, total = advance(state, zeros + lr, 0.0)
         # two consecutive converged iterations: one can pass by Monte Carlo luck
         if bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True):
             converged = True
@@ -423,12 +444,16 @@ def fit_model(
         # A full Newton step makes each iterate an independent noisy estimate of the
         # optimum, so a constant step averages best; first-order steps decay.
         decay = np.ones(chunk) if optimizer == "newton" else 1.0 / np.sqrt(1.0 + t)
-        state, _, _ = advance(state, lr * decay, 1.0)
+        state, _, total = advance(state, lr * decay, 1.0)
     if n_average:
         state = state._replace(params=state.average)
 
     t0 = time.perf_counter()
-    state, moments, marginal_sum, scope_tables, sweeps, changed = _final_estimate(model, config, static, plan, objective, state)
+    rare = rare_condition_factors(model, _host_table_moments(model, total), config.scope_threshold)
+    scope_plan = build_scope_plan(model.graph, model.layout, rare) if rare else None
+    state, moments, marginal_sum, scope_tables, sweeps, changed = _final_estimate(
+        model, config, static, plan, objective, state, scope_plan
+    )
     final_seconds = time.perf_counter() - t0
 
     graph = model.graph
