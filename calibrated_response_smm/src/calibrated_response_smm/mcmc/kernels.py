@@ -71,6 +71,8 @@ class SweepPlan(NamedTuple):
     valid_logits: jax.Array  # f32[V + 1, S]: 0 on real states, NEG on padding states
     unary_scopes: jax.Array  # i32[F_1, 1]: variable of each unary factor (dummy: padding)
     n_sites: jax.Array  # f32[]: real variables updated per sweep and chain
+    moment_source: jax.Array  # i32[n_moment_rows]: row of the flat stage sums behind each M row (last: zeros)
+    marginal_source: jax.Array  # i32[V + 1]: row of the flat stage marginals behind each variable (last: zeros)
     stages: tuple  # Stage per degree bucket, run in order
 
 
@@ -234,6 +236,34 @@ def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, b, layout, 
     )
 
 
+def _source_maps(stages, layout: TableLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Where each moment row and each variable's marginal sits in the flat stage sums.
+
+    The flat sums concatenate, stage by stage, the unary, pair and triple pivot sums
+    (rows of ``S``; a pivot slot of arity ``a`` owns ``S**(a - 1)`` consecutive rows,
+    one per state of its other variables), then one zero row that every unused
+    moment row points at. Marginals: one row per block slot, then a zero row.
+    """
+    S, trash = layout.n_states, layout.trash_row
+    moment_source = np.full(layout.n_moment_rows, -1, np.int64)
+    marginal_source = np.full(layout.dummy + 1, -1, np.int64)
+    flat = marginal_flat = 0
+    for stage in stages:
+        for key, cells in (("unary_moment", 1), ("pair_moment", S), ("triple_moment", S * S)):
+            base = stage[key].reshape(-1)
+            pivot = np.nonzero(base != trash)[0]
+            rows = (base[pivot][:, None] + np.arange(cells)).reshape(-1)
+            moment_source[rows] = (flat + pivot[:, None] * cells + np.arange(cells)).reshape(-1)
+            flat += base.size * cells
+        slots = stage["vars"].reshape(-1)
+        real = np.nonzero(slots != layout.dummy)[0]
+        marginal_source[slots[real]] = marginal_flat + real
+        marginal_flat += slots.size
+    moment_source[moment_source < 0] = flat
+    marginal_source[marginal_source < 0] = marginal_flat
+    return moment_source.astype(np.int32), marginal_source.astype(np.int32)
+
+
 def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bool = True) -> HostPlan:
     """Colour the graph and build the staged, blocked index maps for ``num_chains`` chains."""
     S, dummy = layout.n_states, layout.dummy
@@ -251,10 +281,16 @@ def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bo
             largest = int(np.bincount(colours[members]).max())
             b = _block_size(S, num_chains, largest, binary=S == 2)
             stages.append(_stage_arrays(members, colours, unaries, pairs, triples, int(D2), int(D3), b, layout, pad))
+    moment_source, marginal_source = _source_maps(stages, layout)
     sizes = np.ones(layout.n_vars_padded + 1, np.int64)
     sizes[:n] = graph.sizes
     valid_logits = np.where(np.arange(S)[None, :] < sizes[:, None], 0.0, NEG).astype(np.float32)
-    arrays = dict(valid_logits=valid_logits, unary_scopes=layout.buckets[0].scopes.astype(np.int32))
+    arrays = dict(
+        valid_logits=valid_logits,
+        unary_scopes=layout.buckets[0].scopes.astype(np.int32),
+        moment_source=moment_source,
+        marginal_source=marginal_source,
+    )
     return HostPlan(colours=colours, arrays=arrays, stages=tuple(stages), n_sites=n)
 
 
@@ -306,11 +342,14 @@ class _Lookups(NamedTuple):
 
     pair_other: jax.Array  # i32[b, D2, C]: state of the other variable
     triple_offset: jax.Array  # i32[b, D3, C]: S * x[o1] + x[o2]
+    old: jax.Array  # i32[b, C]: the block's own current states
 
 
 def _lookups(x, S, blk: Stage) -> _Lookups:
+    # Every read of x for a block happens here, before its in-place update: a read
+    # after it would make XLA copy the whole chain array once per block.
     triple = x[blk.triple_o1] * S + x[blk.triple_o2]
-    return _Lookups(x[blk.pair_other], triple)
+    return _Lookups(x[blk.pair_other], triple, x[blk.vars])
 
 
 def _rows_sum(table, rows, offset):
@@ -393,93 +432,146 @@ def sample_binary(delta, u, temperature):
     return (u < p1).astype(jnp.int32), jnp.stack([1.0 - p1, p1], axis=-1)
 
 
-def _moment_rows(blk: Stage, look: _Lookups):
-    """M rows ``[b, P, C]`` the pivot slots add their variable's conditionals to."""
-    P2, P3 = blk.pair_moment.shape[-1], blk.triple_moment.shape[-1]
-    C = look.pair_other.shape[-1]
-    rows = []
-    if blk.unary_moment.shape[-1]:
-        rows.append(jnp.broadcast_to(blk.unary_moment[..., None], blk.unary_moment.shape + (C,)))
-    if P2:
-        rows.append(blk.pair_moment[..., None] + look.pair_other[:, :P2])
-    if P3:
-        rows.append(blk.triple_moment[..., None] + look.triple_offset[:, :P3])
-    return jnp.concatenate(rows, axis=1) if rows else None
+def draw_block(rows: Rows, blk: Stage, look: _Lookups, u, temperature):
+    """New states ``[b, C]`` and conditional probabilities ``[b, C, S]`` of one block."""
+    if rows.table.shape[1] == 2:
+        return sample_binary(binary_logit(rows, blk, look), u, temperature)
+    return sample_states(block_logits(rows, blk, look), u, temperature)
 
 
-def block_step(rows: Rows, x, blk: Stage, u, acc, temperature, accumulate):
-    """New states ``[b, C]`` of one block (x is read, not written) and updated sums."""
-    S = rows.table.shape[1]
-    look = _lookups(x, S, blk)
-    if S == 2:
-        states, probs = sample_binary(binary_logit(rows, blk, look), u, temperature)
-    else:
-        states, probs = sample_states(block_logits(rows, blk, look), u, temperature)
-    if accumulate:
-        moment_rows = _moment_rows(blk, look)
-        moments = acc.moments
-        if moment_rows is not None:
-            updates = jnp.broadcast_to(probs[:, None], moment_rows.shape + (S,))
-            moments = moments.at[moment_rows].add(updates, mode="promise_in_bounds")
-        acc = acc._replace(
-            moments=moments,
-            marginals=acc.marginals.at[blk.vars].add(probs.sum(axis=1)),
-            changed=acc.changed + jnp.sum(states != x[blk.vars]),
+class StageSums(NamedTuple):
+    """One stage's Rao-Blackwellised sums, laid out like its blocks (chain averages, summed over sweeps).
+
+    A pivot slot's table moment is ``sum_c onehot(x_other)[c, t] p[c, s]``: a small
+    matrix product per block, written to the block's own slice (no scatter).
+    """
+
+    unary: jax.Array  # f32[n_blocks, b, P1, S]
+    pair: jax.Array  # f32[n_blocks, b, P2, S (other), S]
+    triple: jax.Array  # f32[n_blocks, b, P3, S * S (others), S]
+    marginal: jax.Array  # f32[n_blocks, b, S]
+
+
+def zero_sums(plan: SweepPlan, S: int) -> tuple:
+    """Zero :class:`StageSums` for every stage."""
+
+    def zeros(stage: Stage) -> StageSums:
+        n_blocks, b = stage.vars.shape
+        P1, P2, P3 = (m.shape[-1] for m in (stage.unary_moment, stage.pair_moment, stage.triple_moment))
+        return StageSums(
+            jnp.zeros((n_blocks, b, P1, S), jnp.float32),
+            jnp.zeros((n_blocks, b, P2, S, S), jnp.float32),
+            jnp.zeros((n_blocks, b, P3, S * S, S), jnp.float32),
+            jnp.zeros((n_blocks, b, S), jnp.float32),
         )
-    return states, acc
+
+    return tuple(zeros(stage) for stage in plan.stages)
 
 
-def stage_step(rows: Rows, x, words, offset: int, stage: Stage, acc, temperature, accumulate):
-    """Update every block of ``stage`` in turn, writing each block's states before the next reads."""
+def _pivot_moments(others, probs, n_cells: int):
+    """``[b, P, n_cells, S]``: per pivot slot, the chains' conditionals summed by the others' cell."""
+    onehot = (others[..., None, :] == jnp.arange(n_cells, dtype=others.dtype)[:, None]).astype(probs.dtype)
+    return jnp.einsum("bptc,bsc->bpts", onehot, jnp.moveaxis(probs, -1, 1))
+
+
+def block_sums(blk: Stage, look: _Lookups, probs, scale) -> StageSums:
+    """A block's contribution (times ``scale``) to its stage's sums: ``[b, ...]`` slices."""
+    S = probs.shape[-1]
+    P1, P2, P3 = (m.shape[-1] for m in (blk.unary_moment, blk.pair_moment, blk.triple_moment))
+    marginal = probs.sum(axis=1) * scale  # [b, S]
+    return StageSums(
+        jnp.broadcast_to(marginal[:, None], (marginal.shape[0], P1, S)),
+        _pivot_moments(look.pair_other[:, :P2], probs, S) * scale,
+        _pivot_moments(look.triple_offset[:, :P3], probs, S * S) * scale,
+        marginal,
+    )
+
+
+def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, accumulate):
+    """Update every block of ``stage`` in turn, writing each block's states before the next reads.
+
+    Returns the chains and, when ``accumulate``, the stage's :class:`StageSums` for
+    this sweep (the scan's stacked per-block outputs) and the changed-site count.
+    Only the draw sits under ``lax.cond`` (padding blocks skip it); the chains are
+    updated outside it, in place.
+    """
     n_blocks, b = stage.vars.shape
+    S = rows.table.shape[1]
     C = x.shape[1]
 
-    def body(carry, k):
-        x, acc = carry
+    def body(x, k):
         blk = jax.tree.map(lambda a: a[k], stage)
+        look = _lookups(x, S, blk)
+        u = site_uniforms(words, (offset + k * (b * C)).astype(jnp.uint32), (b, C))
 
-        def live(x, acc):
-            u = site_uniforms(words, (offset + k * (b * C)).astype(jnp.uint32), (b, C))
-            states, acc = block_step(rows, x, blk, u, acc, temperature, accumulate)
-            return x.at[blk.vars].set(states, mode="promise_in_bounds"), acc
+        def idle(look, u):
+            return jnp.zeros((b, C), jnp.int32), jnp.zeros((b, C, S), jnp.float32), jnp.zeros((), jnp.int32)
 
-        return jax.lax.cond(blk.live, live, lambda x, acc: (x, acc), x, acc), None
+        def live(look, u):
+            states, probs = draw_block(rows, blk, look, u, temperature)
+            return states, probs, jnp.sum(states != look.old)
 
-    (x, acc), _ = jax.lax.scan(body, (x, acc), jnp.arange(n_blocks, dtype=jnp.uint32))
-    return x, acc
+        states, probs, changed = jax.lax.cond(blk.live, live, idle, look, u)
+        out = None
+        if accumulate:
+            out = (block_sums(blk, look, probs, 1.0 / C), changed / C)
+        return x.at[blk.vars].set(states, mode="promise_in_bounds"), out
+
+    x, out = jax.lax.scan(body, x, jnp.arange(n_blocks, dtype=jnp.uint32))
+    if accumulate:
+        out = (out[0], jnp.sum(out[1]))
+    return x, out
+
+
+def _sweep(plan: SweepPlan, rows: Rows, x, words, sums, temperature):
+    """One full sweep (every stage in turn); ``sums``: None or ``(tuple of StageSums, changed)`` to add to."""
+    C = x.shape[1]
+    offset = 0
+    totals = []
+    for index, stage in enumerate(plan.stages):
+        x, out = stage_step(rows, x, words, offset, stage, temperature, sums is not None)
+        if sums is not None:
+            totals.append(jax.tree.map(jnp.add, sums[0][index], out[0]))
+            sums = (sums[0], sums[1] + out[1])
+        offset += stage.vars.size * C
+    x = x.at[-1].set(0)  # padding slots wrote the dummy row
+    return x, None if sums is None else (tuple(totals), sums[1])
+
+
+def to_accumulators(plan: SweepPlan, sums, n_sweeps, acc: Accumulators) -> Accumulators:
+    """``acc`` plus the stage sums, moved to the moment-row and variable layouts (row gathers)."""
+    totals, changed = sums
+    S = acc.moments.shape[1]
+    flat = [p for t in totals for p in (t.unary, t.pair, t.triple)]
+    flat = jnp.concatenate([p.reshape(-1, S) for p in flat] + [jnp.zeros((1, S), jnp.float32)])
+    marginal = jnp.concatenate([t.marginal.reshape(-1, S) for t in totals] + [jnp.zeros((1, S), jnp.float32)])
+    return Accumulators(
+        acc.moments + flat[plan.moment_source],
+        acc.marginals + marginal[plan.marginal_source],
+        acc.changed + changed,
+        acc.sweeps + n_sweeps,
+    )
 
 
 def sweep(plan: SweepPlan, rows: Rows, x, words, acc, *, temperature=1.0, accumulate=True):
-    """One full sweep: every stage in turn."""
-    C = x.shape[1]
-    # Sum this sweep into fresh buffers, then add the chain average: float32 sums over
-    # many sweeps of thousands of chains would otherwise lose about 1e-3 of relative precision.
-    local = jax.tree.map(jnp.zeros_like, acc) if accumulate else None
-    offset = 0
-    for stage in plan.stages:
-        x, local = stage_step(rows, x, words, offset, stage, local, temperature, accumulate)
-        offset += stage.vars.size * C
-    x = x.at[-1].set(0)  # padding slots wrote the dummy row
-    if accumulate:
-        scale = 1.0 / C
-        acc = Accumulators(
-            acc.moments + local.moments * scale,
-            acc.marginals + local.marginals * scale,
-            acc.changed + local.changed * scale,
-            acc.sweeps + 1.0,
-        )
-    return x, acc
+    """One full sweep; adds its Rao-Blackwellised sums to ``acc`` when ``accumulate``."""
+    if not accumulate:
+        return _sweep(plan, rows, x, words, None, temperature)[0], acc
+    x, sums = _sweep(plan, rows, x, words, (zero_sums(plan, acc.moments.shape[1]), jnp.zeros((), jnp.float32)), temperature)
+    return x, to_accumulators(plan, sums, 1.0, acc)
 
 
 def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int, *, temperature=1.0, accumulate=True):
     """Sweeps ``counter .. counter + n_sweeps - 1`` of the stream ``seed`` under ``lax.scan``."""
+    sums = (zero_sums(plan, rows.table.shape[1]), jnp.zeros((), jnp.float32)) if accumulate else None
 
     def body(carry, i):
-        x, acc = carry
-        words = sweep_words(seed, counter + i)
-        return sweep(plan, rows, x, words, acc, temperature=temperature, accumulate=accumulate), None
+        x, sums = carry
+        return _sweep(plan, rows, x, sweep_words(seed, counter + i), sums, temperature), None
 
-    (x, acc), _ = jax.lax.scan(body, (x, acc), jnp.arange(n_sweeps, dtype=jnp.uint32))
+    (x, sums), _ = jax.lax.scan(body, (x, sums), jnp.arange(n_sweeps, dtype=jnp.uint32))
+    if accumulate:
+        acc = to_accumulators(plan, sums, float(n_sweeps), acc)
     return x, acc
 
 
