@@ -43,6 +43,9 @@ class SMMConfig(CoreConfig):
         averages the exact conditional of its whole scope given the rest of each
         chain (see ``scope_moments``) instead of sampled indicators; 0 turns it off.
     :param scope_every: sweeps between two such scope evaluations.
+    :param polish_steps: where such factors exist, at most this many Newton steps on
+        the dual from the final moments, each re-estimated and kept only if it lowers
+        the dual gradient in report units (see ``polish``); 0 turns it off.
     """
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
@@ -60,3 +63,4 @@ class SMMConfig(CoreConfig):
     chunk_size: int = attrs.field(default=10, validator=positive_int)
     scope_threshold: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
     scope_every: int = attrs.field(default=4, validator=positive_int)
+    polish_steps: int = attrs.field(default=2, validator=non_negative_int)

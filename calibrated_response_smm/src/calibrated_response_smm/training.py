@@ -42,6 +42,7 @@ from .features import (
     unpad_tables,
 )
 from .graph import FactorGraph
+from .polish import newton_step, scaled_gradient_norm
 from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, flat_tables, scope_cell_log_means
 from .mcmc.kernels import (
     HostPlan,
@@ -234,31 +235,36 @@ def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs
     return state, infos, total
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
 def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan | None, n_segments: int,
-                   n_evaluations: int, every: int, state: TrainState):
+                   n_evaluations: int, every: int, covariance: bool, state: TrainState):
     """``n_evaluations * every`` sweeps at fixed parameters (no dual step).
 
-    Returns the new state, the sweeps' Rao-Blackwellised sums, and the sum over
+    Returns the new state, the sweeps' Rao-Blackwellised sums, the sum over
     evaluations (one after every ``every`` sweeps) of the scope estimator's cell means
-    (zeros when ``scope`` is None).
+    (zeros when ``scope`` is None), and with ``covariance`` the sum over evaluations of
+    the chains' feature covariance ``[K, K]`` (else a zero).
     """
     tables = factor_tables(static, objective, state.params)
     rows = make_rows(plan, static.shape, tables)
     flat = flat_tables(tables)
 
     def body(carry, i):
-        x, acc, cells = carry
+        x, acc, cells, cov = carry
         x, acc = run_sweeps(plan, rows, x, state.seed, state.counter + i * every, acc, every,
                             temperature=static.temperature)
         if scope is not None:
             cells = jnp.logaddexp(cells, scope_cell_log_means(scope, flat, x, n_segments))
-        return (x, acc, cells), None
+        if covariance:
+            cov = cov + _chain_statistics(objective, x, static.shape.n_states)[1]
+        return (x, acc, cells, cov), None
 
     cells = jnp.full(() if scope is None else scope.segment.shape, -jnp.inf, jnp.float32)
+    k = objective.target.shape[0] if covariance else 0
+    cov = jnp.zeros((k, k) if covariance else (), jnp.float32)
     steps = jnp.arange(n_evaluations, dtype=jnp.uint32)
-    (x, acc, cells), _ = jax.lax.scan(body, (state.x, zero_accumulators(static.shape), cells), steps)
-    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells
+    (x, acc, cells, cov), _ = jax.lax.scan(body, (state.x, zero_accumulators(static.shape), cells, cov), steps)
+    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells, cov
 
 
 # -- host side ---------------------------------------------------------------------
@@ -354,28 +360,70 @@ def _host_table_moments(model: SMMModel, total) -> list[np.ndarray]:
     return unpad_tables(model.layout, model.graph, moment_rows_to_tables_host(model.layout.shape, rows))
 
 
+class FinalEstimate(NamedTuple):
+    """Moments and marginals averaged over the final sweeps at fixed multipliers."""
+
+    state: TrainState
+    table_moments: list  # per graph factor, unpadded; scope-wise where a factor's condition is rare
+    marginal_sum: np.ndarray  # [V + 1, S] mean state indicators
+    sweeps: float
+    changed: float
+    covariance: np.ndarray | None  # [K, K] chains' feature covariance (for the polish)
+
+
 def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, objective, state,
-                    scope_plan: HostScopePlan | None):
+                    scope_plan: HostScopePlan | None, covariance: bool = False) -> FinalEstimate:
     """Burn in, then average the moments and marginals over ``final_sweeps`` sweeps.
 
-    Returns the state, the mean moment rows and marginals, the scope-wise estimates
-    of the ratio factors' tables (by graph factor id), the sweeps averaged and the
-    site changes counted.
+    The ratio factors' tables (``scope_plan``) come from the scope-wise estimator; with
+    ``covariance`` the chains' feature covariance is averaged over the same evaluations.
     """
     every = max(int(config.scope_every), 1)
     scope = None if scope_plan is None else scope_plan.device()
     n_segments = 0 if scope_plan is None else scope_plan.n_segments
     if config.burn_in_sweeps:
-        state, _, _ = estimate_chunk(static, plan, objective, None, 0, math.ceil(config.burn_in_sweeps / every),
-                                     every, state)
+        state, _, _, _ = estimate_chunk(static, plan, objective, None, 0, math.ceil(config.burn_in_sweeps / every),
+                                        every, False, state)
     n_evaluations = math.ceil(config.final_sweeps / every)
-    state, acc, cells = estimate_chunk(static, plan, objective, scope, n_segments, n_evaluations, every, state)
-    acc, cells = jax.device_get((acc, cells))
+    state, acc, cells, cov = estimate_chunk(static, plan, objective, scope, n_segments, n_evaluations, every,
+                                            covariance, state)
+    acc, cells, cov = jax.device_get((acc, cells, cov))
     sweeps = float(acc.sweeps)
     moments = np.asarray(acc.moments, np.float64) / sweeps
+    table_moments = unpad_tables(model.layout, model.graph, moment_rows_to_tables_host(static.shape, moments))
+    if scope_plan is not None:
+        for fid, table in scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations)).items():
+            table_moments[fid] = table
     marginals = np.asarray(acc.marginals, np.float64) / sweeps
-    scope_tables = {} if scope_plan is None else scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations))
-    return state, moments, marginals, scope_tables, sweeps, float(acc.changed)
+    k = len(model.targets.constraints) if covariance else 0
+    chain_cov = np.asarray(cov, np.float64)[:k, :k] / n_evaluations if covariance else None
+    return FinalEstimate(state, table_moments, marginals, sweeps, float(acc.changed), chain_cov)
+
+
+def _polish(model: SMMModel, config: SMMConfig, static: Static, plan, objective, estimate: FinalEstimate,
+            scope_plan: HostScopePlan | None) -> tuple[FinalEstimate, int, int]:
+    """Up to ``polish_steps`` Newton steps from the final moments (see :mod:`.polish`).
+
+    Each step is re-estimated at its multipliers and kept only if it lowers the dual
+    gradient in report units; otherwise the previous estimate stands.
+    """
+    targets = model.targets
+    n = len(targets.constraints)
+    params = np.asarray(jax.device_get(estimate.state.params), np.float64)
+    score = scaled_gradient_norm(targets, params[:n], estimate.table_moments)
+    steps = trials = 0
+    for trials in range(1, config.polish_steps + 1):
+        lam = newton_step(targets, params[:n], estimate.table_moments, estimate.covariance)
+        params = params.copy()
+        params[:n] = lam
+        state = estimate.state._replace(params=jnp.asarray(params, jnp.float32))
+        trial = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=True)
+        trial_params = np.asarray(jax.device_get(trial.state.params), np.float64)
+        trial_score = scaled_gradient_norm(targets, trial_params[:n], trial.table_moments)
+        if not trial_score < score:
+            break
+        estimate, score, params, steps = trial, trial_score, trial_params, steps + 1
+    return estimate, steps, trials
 
 
 def fit_model(
@@ -451,15 +499,17 @@ def fit_model(
     t0 = time.perf_counter()
     rare = rare_condition_factors(model, _host_table_moments(model, total), config.scope_threshold)
     scope_plan = build_scope_plan(model.graph, model.layout, rare) if rare else None
-    state, moments, marginal_sum, scope_tables, sweeps, changed = _final_estimate(
-        model, config, static, plan, objective, state, scope_plan
-    )
+    # the polish is for what the scope estimator measures precisely: rare conditions
+    polish = bool(rare) and config.polish_steps > 0 and isinstance(objective, MomentObjective)
+    estimate = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=polish)
+    polish_steps = polish_trials = 0
+    if polish:
+        estimate, polish_steps, polish_trials = _polish(model, config, static, plan, objective, estimate, scope_plan)
+    state, table_moments, marginal_sum = estimate.state, estimate.table_moments, estimate.marginal_sum
+    sweeps, changed = estimate.sweeps, estimate.changed
     final_seconds = time.perf_counter() - t0
 
     graph = model.graph
-    table_moments = unpad_tables(model.layout, graph, moment_rows_to_tables_host(static.shape, moments))
-    for fid, table in scope_tables.items():
-        table_moments[fid] = table
     marginals = []
     for index, size in enumerate(graph.sizes):
         p = np.clip(marginal_sum[index, :size], 0.0, None)
@@ -474,13 +524,14 @@ def fit_model(
         "optimizer": optimizer,
         "search_iterations": search_iterations,
         "averaging_iterations": n_average * chunk,
-        "sweeps": len(chunk_times) * sweeps_per_chunk + int(config.burn_in_sweeps) + int(sweeps),
+        "sweeps": len(chunk_times) * sweeps_per_chunk + (1 + polish_trials) * (int(config.burn_in_sweeps) + int(sweeps)),
         "first_chunk_s": chunk_times[0],
         "compile_time_s": max(chunk_times[0] - float(np.median(warm)), 0.0),
         "chunk_s": float(np.median(warm)),
         "final_s": final_seconds,
         "final_acceptance": changed / max(sweeps, 1.0) / n_sites,
-        "scope_factors": len(scope_tables),
+        "scope_factors": len(rare),
+        "polish_steps": polish_steps,
         "runtime_s": time.perf_counter() - started,
         "padded_shape": tuple(model.layout.shape),
         "colours": int(model.plan.colours.max()) + 1 if graph.n_vars else 0,
