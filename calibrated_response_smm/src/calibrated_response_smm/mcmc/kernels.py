@@ -19,9 +19,15 @@ variable's axis last, at the other scope variables' states) and sums them with t
 unary tables folded into the base logits. Binary models skip the rows: a slot adds
 ``c0 + c1 * x_other`` to the logit difference (``c0 .. c3`` for a triple), a handful
 of vector multiply-adds over the chains. Each site draws one uniform from a
-counter-based hash and inverts the CDF; when asked, the block adds the conditional
-probabilities into the Rao-Blackwellised moment and marginal accumulators. Padding
-entries are the dummy variable, whose base logits pin it to state 0.
+counter-based hash and inverts the CDF. Padding entries are the dummy variable,
+whose base logits pin it to state 0.
+
+Rao-Blackwellised moments: a factor's pivot (its first scope variable) adds its
+conditional probabilities to the table row its other variables' states select. A
+block sums these over its chains into block-local tables (a segment sum per pivot
+slot, in cache); the scan stacks them per block, and only once per
+:func:`run_sweeps` call are they moved to the moment-row layout, by one row gather.
+A scatter into the large moment table per block would cost far more.
 """
 
 from __future__ import annotations
@@ -534,14 +540,18 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
 
 
 def _sweep(plan: SweepPlan, rows: Rows, x, words, sums, temperature):
-    """One full sweep (every stage in turn); ``sums``: None or ``(tuple of StageSums, changed)`` to add to."""
+    """One full sweep (every stage in turn).
+
+    ``sums``: None (no accumulation), ``(None, 0.0)`` (this sweep's sums only, no
+    zero buffers to add to) or ``(tuple of StageSums, changed)`` to add to.
+    """
     C = x.shape[1]
     offset = 0
     totals = []
     for index, stage in enumerate(plan.stages):
         x, out = stage_step(rows, x, words, offset, stage, temperature, sums is not None)
         if sums is not None:
-            totals.append(jax.tree.map(jnp.add, sums[0][index], out[0]))
+            totals.append(out[0] if sums[0] is None else jax.tree.map(jnp.add, sums[0][index], out[0]))
             sums = (sums[0], sums[1] + out[1])
         offset += stage.vars.size * C
     x = x.at[-1].set(0)  # padding slots wrote the dummy row
@@ -567,12 +577,14 @@ def sweep(plan: SweepPlan, rows: Rows, x, words, acc, *, temperature=1.0, accumu
     """One full sweep; adds its Rao-Blackwellised sums to ``acc`` when ``accumulate``."""
     if not accumulate:
         return _sweep(plan, rows, x, words, None, temperature)[0], acc
-    x, sums = _sweep(plan, rows, x, words, (zero_sums(plan, acc.moments.shape[1]), jnp.zeros((), jnp.float32)), temperature)
+    x, sums = _sweep(plan, rows, x, words, (None, jnp.zeros((), jnp.float32)), temperature)
     return x, to_accumulators(plan, sums, 1.0, acc)
 
 
 def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int, *, temperature=1.0, accumulate=True):
     """Sweeps ``counter .. counter + n_sweeps - 1`` of the stream ``seed`` under ``lax.scan``."""
+    if n_sweeps == 1:  # no sums buffers to carry (saves their memory and one pass)
+        return sweep(plan, rows, x, sweep_words(seed, counter), acc, temperature=temperature, accumulate=accumulate)
     sums = (zero_sums(plan, rows.table.shape[1]), jnp.zeros((), jnp.float32)) if accumulate else None
 
     def body(carry, i):
