@@ -143,7 +143,9 @@ def build_layout(graph: FactorGraph, n_states: int | None = None, pad: bool = Tr
 def pad_table(table: np.ndarray, n_states: int) -> np.ndarray:
     """Zero-pad every axis of a scope table to ``n_states``."""
     table = np.asarray(table, dtype=np.float64)
-    return np.pad(table, [(0, n_states - s) for s in table.shape])
+    out = np.zeros((n_states,) * table.ndim)
+    out[tuple(slice(0, s) for s in table.shape)] = table  # far cheaper than np.pad per factor
+    return out
 
 
 def graph_tables(layout: TableLayout, graph: FactorGraph) -> tuple[np.ndarray, ...]:
