@@ -27,6 +27,9 @@ import numpy as np
 import pytest
 
 from calibrated_response_plugins.builder import DistributionBuilder
+from calibrated_response_plugins.config import CoreConfig, config_from_options
+from calibrated_response_plugins.constraints import FitResult
+from calibrated_response_plugins.hookspecs import hookimpl
 from calibrated_response_plugins.models import ModelInputError
 from calibrated_response_plugins.registry import ENTRY_POINT_GROUP
 
@@ -165,3 +168,40 @@ class BackendConformance:
             self.make_builder(problem)
         with pytest.raises(ModelInputError, match="empty"):
             DistributionBuilder([], [], backend=self.backend)
+
+
+class UniformBackend:
+    """An in-process backend whose fit is the uniform joint (every multiplier 0).
+
+    Its report means are exact under that joint, so tests of the core can check
+    the builder and the CLI without a real backend::
+
+        register_backend("uniform", UniformBackend())
+    """
+
+    def __init__(self, marginal_override: dict[str, Any] | None = None):
+        self.marginal_override = marginal_override or {}
+
+    @hookimpl
+    def make_config(self, options):
+        return config_from_options(CoreConfig, options)
+
+    @hookimpl
+    def compile_constraints(self, problem, config):
+        return problem
+
+    @hookimpl
+    def fit(self, model, config, progress):
+        means = [(c.report_numerator.mean(), c.report_denominator.mean()) for c in model.constraints]
+        if progress is not None:
+            progress(1, 1, {"max_error": 0.0})
+        marginals = {d.name: np.full(d.n_states, 1 / d.n_states) for d in model.domains}
+        marginals.update(self.marginal_override)
+        return FitResult(lambdas=np.zeros(len(model.constraints)),
+                         feature_means=[c.feature.mean() for c in model.constraints],
+                         report_means=np.reshape(means, (-1, 2)), marginals=marginals, converged=True,
+                         n_iterations=1, n_factors=len({c.scope for c in model.constraints}))
+
+    @hookimpl
+    def marginals(self, fitted):
+        return fitted.marginals

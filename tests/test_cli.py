@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from calibrated_response_plugins import cli
-from calibrated_response_plugins.config import CoreConfig, config_from_options
-from calibrated_response_plugins.constraints import FitResult
+from calibrated_response_plugins.config import CoreConfig
 from calibrated_response_plugins.distribution import HistogramDistribution
-from calibrated_response_plugins.hookspecs import hookimpl
 from calibrated_response_plugins.registry import UnknownBackendError, register_backend, unregister_backend
+from calibrated_response_plugins.testing import UniformBackend
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -411,40 +410,6 @@ def test_usage_errors_return_exit_code(capsys):
 # ------------------------------------------- real files and a registered backend
 
 
-class UniformPlugin:
-    """A backend whose fit is the uniform distribution (every multiplier 0)."""
-
-    @hookimpl
-    def make_config(self, options):
-        return config_from_options(CoreConfig, options)
-
-    @hookimpl
-    def compile_constraints(self, problem, config):
-        return problem
-
-    @hookimpl
-    def fit(self, model, config, progress):
-        marginals = {d.name: np.full(d.n_states, 1.0 / d.n_states) for d in model.domains}
-        report_means = []
-        for constraint in model.constraints:
-            size = constraint.feature.size
-            report_means.append([constraint.report_numerator.sum() / size, constraint.report_denominator.sum() / size])
-        n = len(model.constraints)
-        return FitResult(
-            lambdas=np.zeros(n),
-            feature_means=np.zeros(n),
-            report_means=np.reshape(report_means, (n, 2)),
-            marginals=marginals,
-            converged=True,
-            n_iterations=0,
-            n_factors=n,
-        )
-
-    @hookimpl
-    def marginals(self, fitted):
-        return fitted.marginals
-
-
 PROBLEM = {
     "question": "Will it rain?",
     "target_variable": "rain",
@@ -466,7 +431,7 @@ PROBLEM = {
 
 @pytest.fixture
 def uniform_backend():
-    register_backend("cli-test-uniform", UniformPlugin())
+    register_backend("cli-test-uniform", UniformBackend())
     try:
         yield "cli-test-uniform"
     finally:

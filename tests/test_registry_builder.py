@@ -6,45 +6,11 @@ import pytest
 from calibrated_response_plugins import (
     BackendOutputError,
     DistributionBuilder,
-    FitResult,
     UnknownBackendError,
-    config_from_options,
     hookimpl,
 )
-from calibrated_response_plugins.config import CoreConfig
 from calibrated_response_plugins.registry import _unknown_backend, load_backend, register_backend, unregister_backend
-from calibrated_response_plugins.testing import CONFORMANCE_PROBLEM, INFO_KEYS
-
-
-class UniformBackend:
-    """Every variable uniform; expectations of the report tables computed exactly under it."""
-
-    def __init__(self, marginal_override=None):
-        self.marginal_override = marginal_override
-
-    @hookimpl
-    def make_config(self, options):
-        return config_from_options(CoreConfig, options)
-
-    @hookimpl
-    def compile_constraints(self, problem, config):
-        return problem
-
-    @hookimpl
-    def fit(self, model, config, progress):
-        means = [(c.report_numerator.mean(), c.report_denominator.mean()) for c in model.constraints]
-        if progress is not None:
-            progress(1, 1, {"max_error": 0.0})
-        marginals = {d.name: np.full(d.n_states, 1 / d.n_states) for d in model.domains}
-        marginals.update(self.marginal_override or {})
-        return FitResult(lambdas=np.zeros(len(model.constraints)),
-                         feature_means=[c.feature.mean() for c in model.constraints],
-                         report_means=np.reshape(means, (-1, 2)), marginals=marginals, converged=True,
-                         n_iterations=1, n_factors=len({c.scope for c in model.constraints}))
-
-    @hookimpl
-    def marginals(self, fitted):
-        return fitted.marginals
+from calibrated_response_plugins.testing import CONFORMANCE_PROBLEM, INFO_KEYS, UniformBackend
 
 
 @pytest.fixture
