@@ -63,4 +63,4 @@ class SMMConfig(CoreConfig):
     chunk_size: int = attrs.field(default=10, validator=positive_int)
     scope_threshold: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
     scope_every: int = attrs.field(default=4, validator=positive_int)
-    polish_steps: int = attrs.field(default=2, validator=non_negative_int)
+    polish_steps: int = attrs.field(default=1, validator=non_negative_int)

@@ -42,14 +42,18 @@ def sign_bounds(targets: MomentTargets) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+def held_at_bound(targets: MomentTargets, lambdas, grad) -> np.ndarray:
+    """Multipliers at a sign bound whose gradient pushes them further out."""
+    lower, upper = sign_bounds(targets)
+    lam = np.asarray(lambdas, np.float64)
+    return ((lam <= lower) & (grad < 0)) | ((lam >= upper) & (grad > 0))
+
+
 def dual_gradient(targets: MomentTargets, lambdas, table_moments) -> np.ndarray:
     """``c - E[g] - s^2 lambda``, zero where a sign bound is rightly active."""
     s2 = np.array([c.s2 for c in targets.constraints])
-    lam = np.asarray(lambdas, np.float64)
-    grad = targets.targets - feature_means(targets, table_moments) - s2 * lam
-    lower, upper = sign_bounds(targets)
-    held = ((lam <= lower) & (grad < 0)) | ((lam >= upper) & (grad > 0))
-    return np.where(held, 0.0, grad)
+    grad = targets.targets - feature_means(targets, table_moments) - s2 * np.asarray(lambdas, np.float64)
+    return np.where(held_at_bound(targets, lambdas, grad), 0.0, grad)
 
 
 def scaled_gradient_norm(targets: MomentTargets, lambdas, table_moments) -> float:
@@ -87,11 +91,11 @@ def newton_step(targets: MomentTargets, lambdas, table_moments, chain_cov) -> np
     Multipliers held at a bound stay out of the solve (their rows are the identity).
     """
     lam = np.asarray(lambdas, np.float64)
-    grad = dual_gradient(targets, lam, table_moments)
-    lower, upper = sign_bounds(targets)
-    held = ((lam <= lower) | (lam >= upper)) & (grad == 0.0)
+    s2 = np.array([c.s2 for c in targets.constraints])
+    grad = targets.targets - feature_means(targets, table_moments) - s2 * lam
+    free = ~held_at_bound(targets, lam, grad)
     hessian = dual_hessian(targets, table_moments, chain_cov)
-    free = ~held
     hessian = np.where(free[:, None] & free[None, :], hessian, np.eye(len(lam)))
     direction = np.linalg.solve(hessian, np.where(free, grad, 0.0))
+    lower, upper = sign_bounds(targets)
     return np.clip(lam + direction, lower, upper)
