@@ -27,6 +27,15 @@ def mixed_graph(seed=0):
     return FactorGraph.from_scopes(variables, scopes, tables)
 
 
+def binary_graph(seed=1):
+    """All-binary model: the sweep takes the logit-difference kernel."""
+    rng = np.random.default_rng(seed)
+    variables = [SMMVariable.categorical(name, 2) for name in "abcdef"]
+    scopes = [(0,), (2,), (0, 1), (1, 2), (2, 3, 4), (0, 4), (4, 5), (3, 5)]
+    tables = [rng.normal(size=[2] * len(s)) for s in scopes]
+    return FactorGraph.from_scopes(variables, scopes, tables)
+
+
 def brute_force_joint(graph):
     logp = np.zeros(graph.sizes)
     for f in graph.factors:
@@ -45,9 +54,9 @@ def test_colouring_separates_neighbours():
         assert len({colours[v] for v in scope}) == len(scope)
 
 
-@pytest.mark.parametrize("num_chains", [64, 2048])
-def test_sweep_moments_match_enumeration(num_chains):
-    graph = mixed_graph()
+@pytest.mark.parametrize("make_graph, num_chains", [(mixed_graph, 64), (mixed_graph, 2048), (binary_graph, 2048)])
+def test_sweep_moments_match_enumeration(make_graph, num_chains):
+    graph = make_graph()
     layout = build_layout(graph)
     plan = kernels.build_plan(graph, layout, num_chains).device()
     theta = tuple(jnp.asarray(t) for t in graph_tables(layout, graph))
