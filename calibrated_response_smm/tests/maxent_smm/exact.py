@@ -77,3 +77,15 @@ def solve_dual(problem, tol: float = 1e-10):
         options={"ftol": tol, "gtol": 1e-9, "maxiter": 5000},
     )
     return result.x, feature_means(problem, result.x)
+
+
+def graph_joint(graph) -> np.ndarray:
+    """The normalised joint of a ``FactorGraph`` by enumeration (its factor tables are log-potentials)."""
+    logits = np.zeros(graph.sizes)
+    for factor in graph.factors:
+        shape = [1] * graph.n_vars
+        for axis, v in enumerate(factor.var_ids):
+            shape[v] = factor.table_shape[axis]
+        logits = logits + factor.parameters.reshape(shape)
+    p = np.exp(logits - logits.max())
+    return p / p.sum()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import exact
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,17 +37,6 @@ def binary_graph(seed=1):
     return FactorGraph.from_scopes(variables, scopes, tables)
 
 
-def brute_force_joint(graph):
-    logp = np.zeros(graph.sizes)
-    for f in graph.factors:
-        shape = [1] * graph.n_vars
-        for axis, v in enumerate(f.var_ids):
-            shape[v] = f.table_shape[axis]
-        logp = logp + f.parameters.reshape(shape)
-    p = np.exp(logp - logp.max())
-    return p / p.sum()
-
-
 def test_colouring_separates_neighbours():
     graph = mixed_graph()
     colours = greedy_colouring(graph)
@@ -72,7 +62,7 @@ def test_sweep_moments_match_enumeration(make_graph, num_chains):
     x, _ = run(x, jnp.uint32(0))
     x, acc = run(x, jnp.uint32(n_sweeps))
     moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))
-    joint = brute_force_joint(graph)
+    joint = exact.graph_joint(graph)
     for factor, table in zip(graph.factors, moments):
         expected = joint.sum(axis=tuple(i for i in range(graph.n_vars) if i not in factor.var_ids))
         # ~800k Rao-Blackwellised site draws: standard error below 1e-3 per cell;
@@ -107,7 +97,7 @@ def test_buffer_states_and_marginals():
     assert states["cont"].shape == (1024, 1)
     assert np.all((states["cont"] >= 0.0) & (states["cont"] <= 4.0))
     marginals = buffer.marginals(n_sweeps=200)
-    joint = brute_force_joint(graph)
+    joint = exact.graph_joint(graph)
     for i, p in enumerate(marginals):
         expected = joint.sum(axis=tuple(j for j in range(graph.n_vars) if j != i))
         # 1024 chains x 200 sweeps, Rao-Blackwellised: standard error ~1e-3.

@@ -27,17 +27,6 @@ def mixed_graph(seed=0):
     return FactorGraph.from_scopes(variables, scopes, tables)
 
 
-def brute_joint(graph: FactorGraph) -> np.ndarray:
-    logits = np.zeros(graph.sizes)
-    for f in graph.factors:
-        shape = [1] * graph.n_vars
-        for axis, v in enumerate(f.var_ids):
-            shape[v] = graph.sizes[v]
-        logits = logits + f.parameters.reshape(shape)
-    p = np.exp(logits - logits.max())
-    return p / p.sum()
-
-
 def scope_conditional(joint: np.ndarray, scope, state) -> np.ndarray:
     """p(x_scope | x_rest = state_rest) by slicing the joint."""
     index = tuple(slice(None) if v in scope else int(state[v]) for v in range(joint.ndim))
@@ -53,7 +42,7 @@ def test_cell_probabilities_are_the_exact_scope_conditionals():
     x = random_states(plan, jnp.asarray(seed_words(5)), 16)
     flat = flat_tables(tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
     log_p = np.asarray(cell_log_probabilities(host.device(), flat, x, host.n_segments), np.float64)
-    joint = brute_joint(graph)
+    joint = exact.graph_joint(graph)
     states = np.asarray(x)[: graph.n_vars].T
     for chain, state in enumerate(states):
         per_factor = host.tables(log_p[:, chain])
@@ -79,7 +68,7 @@ def test_chain_average_matches_the_table_marginals():
         return scope_cell_log_means(host.device(), flat, x, host.n_segments)
 
     means = host.tables(np.asarray(run(random_states(plan, seed, chains)), np.float64))
-    joint = brute_joint(graph)
+    joint = exact.graph_joint(graph)
     for f in graph.factors:
         others = tuple(v for v in range(graph.n_vars) if v not in f.var_ids)
         # One Rao-Blackwellised draw from each of 2048 independent chains after 20 sweeps
