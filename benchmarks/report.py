@@ -400,44 +400,37 @@ def machine_description(backends: Sequence[str], load_at_start: str = "unknown")
 # --------------------------------------------------------------------------- figures
 
 
-def plot_accuracy(results: Sequence[CaseResult], backends: Sequence[str], path: Path) -> None:
-    """Empirical CDF of |ΔP(target)| against the reference, one line per backend."""
+def plot_ecdf(series: dict[str, np.ndarray], xlabel: str, title: str, path: Path) -> None:
+    """Empirical CDFs on a log x axis, one line per backend."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for backend in backends:
-        values = np.sort(np.maximum(accuracy(results, backend)["values"], 1e-7))
+    for backend, values in series.items():
+        values = np.sort(values)
         if values.size:
             ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=backend)
     ax.set_xscale("log")
-    ax.set_xlabel(f"|P_backend(target) - P_{REFERENCE}(target)| (floored at 1e-7)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of cases")
-    ax.set_title(f"Accuracy against {REFERENCE} on the shared cases")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_accuracy(results: Sequence[CaseResult], backends: Sequence[str], path: Path) -> None:
+    """Empirical CDF of |ΔP(target)| against the reference, one line per backend."""
+    series = {b: np.maximum(accuracy(results, b)["values"], 1e-7) for b in backends}
+    plot_ecdf(series, f"|P_backend(target) - P_{REFERENCE}(target)| (floored at 1e-7)",
+              f"Accuracy against {REFERENCE} on the shared cases", path)
 
 
 def plot_case_times(results: Sequence[CaseResult], backends: Sequence[str], path: Path) -> None:
     """Empirical CDF of seconds per case, one line per backend."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for backend in backends:
-        values = np.sort(timing(results, backend)["values"])
-        if values.size:
-            ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=backend)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds per case (DistributionBuilder.build)")
-    ax.set_ylabel("fraction of cases")
-    ax.set_title("Time per case")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    series = {b: np.asarray(timing(results, b)["values"]) for b in backends}
+    plot_ecdf(series, "seconds per case (DistributionBuilder.build)", "Time per case", path)
 
 
 def plot_scaling(points: Sequence[ScalingPoint], backends: Sequence[str], path: Path) -> None:
