@@ -38,7 +38,10 @@ def test_ci_runs_the_readme_test_command():
 def test_quickstart_example_fits_and_plots(tmp_path, capsys):
     require_default_backend()
     command = code_block_after("## Quickstart", "bash").strip()
-    fit_args = command.split("calibrated-response ", 1)[1].split()
+    install, run = command.split(" && ")
+    # The plot needs matplotlib, which only the core's plot extra installs.
+    assert '".[plot]"' in install and "./calibrated_response_smm" in install
+    fit_args = run.split("calibrated-response ", 1)[1].split()
     assert fit_args[:2] == ["fit", "examples/problems/lumina_probiotic.json"]
     plot = tmp_path / "lumina.png"
     fit_args[fit_args.index("--plot") + 1] = str(plot)
