@@ -365,6 +365,16 @@ def smm_gibbs_runner(constraints: ConstraintSet, sweeps: int) -> IterationRunner
                            {"chains": config.num_chains})
 
 
+def _driven(driver, constraints: ConstraintSet, count: int, *, missing: str, api: str) -> IterationRunner:
+    """``driver(constraints, count)``; :class:`Unsupported` (saying ``missing`` or naming ``api``) when it cannot run."""
+    if driver is None:
+        raise Unsupported(missing)
+    try:
+        return driver(constraints, count)
+    except (ImportError, AttributeError, TypeError) as error:
+        raise Unsupported(f"{api} is not available: {error!r}") from error
+
+
 ITERATION_DRIVERS: dict[str, Callable[[ConstraintSet, int], IterationRunner]] = {
     "pgmax": pgmax_runner,
     "smm": smm_runner,
@@ -378,13 +388,9 @@ def iteration_support(backend: str) -> str | None:
 
 def iteration_runner(backend: str, constraints: ConstraintSet, iterations: int) -> IterationRunner:
     """A runner of ``iterations`` training iterations; :class:`Unsupported` when there is none."""
-    driver = ITERATION_DRIVERS.get(backend)
-    if driver is None:
-        raise Unsupported(f"no iteration driver for backend {backend!r} (ITERATION_DRIVERS)")
-    try:
-        return driver(constraints, iterations)
-    except (ImportError, AttributeError, TypeError) as error:
-        raise Unsupported(f"the {backend} engine API this driver uses is not available: {error!r}") from error
+    return _driven(ITERATION_DRIVERS.get(backend), constraints, iterations,
+                   missing=f"no iteration driver for backend {backend!r} (ITERATION_DRIVERS)",
+                   api=f"the {backend} engine API this driver uses")
 
 
 GIBBS_DRIVERS: dict[str, Callable[[ConstraintSet, int], IterationRunner]] = {"smm": smm_gibbs_runner}
@@ -397,10 +403,5 @@ def gibbs_support(backend: str) -> str | None:
 
 def gibbs_runner(backend: str, constraints: ConstraintSet, sweeps: int) -> IterationRunner:
     """A runner of ``sweeps`` Gibbs sweeps over all chains (``extra["chains"]``); :class:`Unsupported` when none."""
-    driver = GIBBS_DRIVERS.get(backend)
-    if driver is None:
-        raise Unsupported(f"{backend} exposes no Gibbs sweeps")
-    try:
-        return driver(constraints, sweeps)
-    except (ImportError, AttributeError, TypeError) as error:
-        raise Unsupported(f"the {backend} sampler API this driver uses is not available: {error!r}") from error
+    return _driven(GIBBS_DRIVERS.get(backend), constraints, sweeps,
+                   missing=f"{backend} exposes no Gibbs sweeps", api=f"the {backend} sampler API this driver uses")

@@ -123,6 +123,14 @@ def bethe_log_partition(theta, beliefs, var_log_beliefs, statics: Statics):
     return factor_terms + jnp.sum((statics.degrees - 1) * var_neg_entropy)
 
 
+def _beliefs_after_sweep(sweep, statics: Statics, layout: FactorLayout, lambdas, ftov_msgs):
+    """Run the BP sweeps; return (factor log-potentials, factor beliefs, variable log-beliefs, msgs, delta)."""
+    theta_flat, msgs, delta = sweep(lambdas, ftov_msgs)
+    beliefs = factor_beliefs(theta_flat, msgs, statics, layout.n_factors)
+    var_log_beliefs = statics.evidence.at[statics.var_state_of_edge_state].add(msgs)
+    return theta_flat, beliefs, var_log_beliefs, msgs, delta
+
+
 def build_evaluate(graph: PgmaxGraph, statics: Statics, layout: FactorLayout, config):
     """Jitted ``evaluate(lambdas, msgs) -> (dual, grad, msgs, delta)``: ``bp_iterations`` warm-started sweeps.
 
@@ -134,9 +142,8 @@ def build_evaluate(graph: PgmaxGraph, statics: Statics, layout: FactorLayout, co
 
     @jax.jit
     def evaluate(lambdas, ftov_msgs):
-        theta_flat, msgs, delta = sweep(lambdas, ftov_msgs)
-        beliefs = factor_beliefs(theta_flat, msgs, statics, layout.n_factors)
-        var_log_beliefs = statics.evidence.at[statics.var_state_of_edge_state].add(msgs)
+        theta_flat, beliefs, var_log_beliefs, msgs, delta = _beliefs_after_sweep(
+            sweep, statics, layout, lambdas, ftov_msgs)
         log_z = bethe_log_partition(theta_flat[statics.flat_of_layout], beliefs, var_log_beliefs, statics)
         penalty = 0.5 * jnp.sum(statics.s2 * lambdas**2)
         dual = log_z - jnp.dot(lambdas, statics.targets) + penalty
@@ -152,9 +159,7 @@ def build_final(graph: PgmaxGraph, statics: Statics, layout: FactorLayout, confi
 
     @jax.jit
     def final(lambdas, ftov_msgs):
-        theta_flat, msgs, delta = sweep(lambdas, ftov_msgs)
-        beliefs = factor_beliefs(theta_flat, msgs, statics, layout.n_factors)
-        var_log_beliefs = statics.evidence.at[statics.var_state_of_edge_state].add(msgs)
+        _, beliefs, var_log_beliefs, msgs, delta = _beliefs_after_sweep(sweep, statics, layout, lambdas, ftov_msgs)
         return beliefs, var_log_beliefs, msgs, delta
 
     return final
