@@ -359,11 +359,14 @@ def _lookups(x, S, blk: Stage) -> _Lookups:
 
 
 def _rows_sum(table, rows, offset):
-    """Sum over slots of ``table[rows + offset]``: ``[b, D]`` rows and ``[b, D, C]`` offsets to ``[b, C, S]``."""
-    total = 0.0
-    for d in range(rows.shape[-1]):  # static unroll: one [b, C] row gather per slot is far faster than a [b, D, C] one
-        total = total + table.at[rows[:, d, None] + offset[:, d]].get(mode="promise_in_bounds")
-    return total
+    """Sum over slots of ``table[rows + offset]``: ``[b, D]`` rows and ``[b, D, C]`` offsets to ``[b, C, S]``.
+
+    One gather feeding the slot sum: XLA fuses the two, so the ``[b, D, C, S]`` rows
+    are never written out (a gather per slot writes each and reads it back).
+    """
+    if rows.shape[-1] == 0:
+        return 0.0
+    return table.at[rows[:, :, None] + offset].get(mode="promise_in_bounds").sum(axis=1)
 
 
 def block_logits(rows: Rows, blk: Stage, look: _Lookups):
@@ -508,8 +511,8 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
 
     Returns the chains and, when ``accumulate``, the stage's :class:`StageSums` for
     this sweep (the scan's stacked per-block outputs) and the changed-site count.
-    Only the draw sits under ``lax.cond`` (padding blocks skip it); the chains are
-    updated outside it, in place.
+    The draw and the block's sums sit under ``lax.cond`` (padding blocks skip them);
+    the chains are updated outside it, in place.
     """
     n_blocks, b = stage.vars.shape
     S = rows.table.shape[1]
@@ -520,17 +523,17 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
         look = _lookups(x, S, blk)
         u = site_uniforms(words, (offset + k * (b * C)).astype(jnp.uint32), (b, C))
 
-        def idle(look, u):
-            return jnp.zeros((b, C), jnp.int32), jnp.zeros((b, C, S), jnp.float32), jnp.zeros((), jnp.int32)
-
         def live(look, u):
             states, probs = draw_block(rows, blk, look, u, temperature)
-            return states, probs, jnp.sum(states != look.old)
+            # a plain sweep never forms the sums, so the probabilities are never divided out
+            sums = (block_sums(blk, look, probs, 1.0 / C),) if accumulate else ()
+            return states, sums, jnp.sum(states != look.old)
 
-        states, probs, changed = jax.lax.cond(blk.live, live, idle, look, u)
-        out = None
-        if accumulate:
-            out = (block_sums(blk, look, probs, 1.0 / C), changed / C)
+        def idle(look, u):
+            return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(live, look, u))
+
+        states, sums, changed = jax.lax.cond(blk.live, live, idle, look, u)
+        out = (sums[0], changed / C) if accumulate else None
         return x.at[blk.vars].set(states, mode="promise_in_bounds"), out
 
     x, out = jax.lax.scan(body, x, jnp.arange(n_blocks, dtype=jnp.uint32))
