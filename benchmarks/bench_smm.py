@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 import jax
+from calibrated_response_smm import use_cpu_cores
+
+use_cpu_cores()  # one CPU device per core, as the backend does when loaded
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,7 +44,7 @@ from calibrated_response_plugins.io import load_problem
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.features import build_layout, graph_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable
-from calibrated_response_smm.mcmc import kernels
+from calibrated_response_smm.mcmc import kernels, sharding
 from calibrated_response_smm.targets import TableTargets
 from calibrated_response_smm.training import SMMModel, Static, init_state, run_chunk
 
@@ -51,6 +55,7 @@ def machine() -> dict:
     return {
         "device": str(jax.devices()[0]), "cpus": os.cpu_count(), "platform": platform.platform(),
         "load_average": os.getloadavg(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "local_devices": jax.local_device_count(),
     }
 
 
@@ -109,23 +114,28 @@ def test_case_build_warm(benchmark):
 
 
 def _throughput(benchmark, graph: FactorGraph, num_chains: int, n_sweeps: int, label: str, target: float):
+    devices = sharding.chain_devices(None, num_chains, graph.n_vars)
     layout = build_layout(graph)
-    plan = kernels.build_plan(graph, layout, num_chains).device()
+    plan = kernels.build_plan(graph, layout, num_chains // devices).device()
     theta = tuple(jnp.asarray(t) for t in graph_tables(layout, graph))
     rows = kernels.make_rows(plan, layout.shape, theta)
     seed = jnp.asarray(kernels.seed_words(0))
     x = kernels.random_states(plan, seed, num_chains)
+    if devices > 1:
+        x = jax.device_put(x, sharding.chain_sharding(devices))
     sweeps = jax.jit(
-        lambda plan, rows, x, c: kernels.run_sweeps(plan, rows, x, seed, c, None, n_sweeps, accumulate=False)[0]
+        lambda plan, rows, x, c: sharding.run_sweeps(devices, plan, rows, x, seed, c, None, n_sweeps,
+                                                     accumulate=False)[0]
     )
     jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(0)))  # compile
     benchmark.pedantic(lambda: jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(1))), rounds=5, iterations=1)
     rate = graph.n_vars * num_chains * n_sweeps / benchmark.stats.stats.median
     benchmark.extra_info.update(
         machine(), n_vars=graph.n_vars, n_factors=len(graph.factors), states=graph.sizes[0],
-        num_chains=num_chains, sweeps=n_sweeps, site_updates_per_s=rate, target=target,
+        num_chains=num_chains, sweeps=n_sweeps, site_updates_per_s=rate, target=target, devices=devices,
     )
-    print(f"\n{label}: {rate:.3g} site updates/s (target >= {target:.0e}) ({graph.n_vars} variables x {num_chains} chains x {n_sweeps} sweeps)")
+    print(f"\n{label}: {rate:.3g} site updates/s (target >= {target:.0e}) ({graph.n_vars} variables x {num_chains} "
+          f"chains x {n_sweeps} sweeps, chains split across {devices} device(s))")
 
 
 def test_gibbs_throughput_binary(benchmark):
@@ -149,7 +159,7 @@ def large_iteration():
     objective = model.objective()
     plan = model.plan.device()
     setup = time.perf_counter() - started
-    static = Static(model.layout.shape, "adam", 1, 1.0, None, 1e4, 1e-3)
+    static = Static(model.layout.shape, "adam", 1, 1.0, None, 1e4, 1e-3, model.devices)
     state = init_state(static, plan, objective, config.num_chains, jnp.asarray(kernels.seed_words(0)))
     one = np.ones(1, np.float32) * config.learning_rate
     zero = np.zeros(1, np.float32)

@@ -324,7 +324,7 @@ def pgmax_runner(constraints: ConstraintSet, iterations: int) -> IterationRunner
 
 def smm_static(training, model, config):
     """The smm engine's static settings, field by field from the model layout and the config."""
-    special = {"shape": model.layout.shape, "sweeps": config.mcmc_steps_per_iteration}
+    special = {"shape": model.layout.shape, "sweeps": config.mcmc_steps_per_iteration, "devices": model.devices}
     return training.Static(**{name: special.get(name, getattr(config, name, None)) for name in training.Static._fields})
 
 

@@ -20,6 +20,7 @@ _LAZY = {
     "graph_from_constraints": ".adapters",
     "DistributionBuilder": ".distribution_builder",
     "PersistentBuffer": ".mcmc.buffer",
+    "use_cpu_cores": ".mcmc.sharding",
 }
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "fit_model",
     "fit_smm",
     "graph_from_constraints",
+    "use_cpu_cores",
 ]
 
 

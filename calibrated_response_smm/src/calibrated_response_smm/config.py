@@ -13,11 +13,6 @@ from calibrated_response_plugins.config import (
 OPTIMIZERS = ("newton", "adam", "sgd")
 
 
-def _optional_positive(instance, attribute, value):
-    if value is not None:
-        finite_positive(instance, attribute, value)
-
-
 @attrs.frozen(kw_only=True)
 class SMMConfig(CoreConfig):
     """Stochastic moment matching settings.
@@ -46,6 +41,13 @@ class SMMConfig(CoreConfig):
     :param polish_steps: where such factors exist, at most this many Newton steps on
         the dual from the final moments, each re-estimated and kept only if it lowers
         the dual gradient in report units (see ``polish``); 0 turns it off.
+    :param devices: local devices the chains are split across (each sweeps its share;
+        the moments are averaged over all chains). None: all of them when a sweep has
+        at least ``2**20`` site updates (variables x chains) and there are at most
+        ``2**20`` multipliers (the dual step is replicated), else one. On a CPU there
+        is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran
+        before JAX started (the backend calls it when loaded). The random streams, so
+        the exact draws, depend on the count.
     """
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
@@ -53,7 +55,7 @@ class SMMConfig(CoreConfig):
     mcmc_steps_per_iteration: int = attrs.field(default=2, validator=positive_int)
     learning_rate: float = attrs.field(default=1.0, validator=finite_positive)
     optimizer: str = attrs.field(default="newton", validator=attrs.validators.in_(OPTIMIZERS))
-    grad_clip: float | None = attrs.field(default=20.0, validator=_optional_positive)
+    grad_clip: float | None = attrs.field(default=20.0, validator=attrs.validators.optional(finite_positive))
     logit_clip: float = attrs.field(default=1e4, validator=finite_positive)
     temperature: float = attrs.field(default=1.0, validator=finite_positive)
     tolerance: float = attrs.field(default=2e-3, validator=finite_positive)
@@ -64,3 +66,4 @@ class SMMConfig(CoreConfig):
     scope_threshold: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
     scope_every: int = attrs.field(default=4, validator=positive_int)
     polish_steps: int = attrs.field(default=1, validator=non_negative_int)
+    devices: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))

@@ -26,7 +26,8 @@ class CompiledModel:
 def compile_model(constraints: ConstraintSet, config: SMMConfig) -> CompiledModel:
     started = time.perf_counter()
     problem = graph_from_constraints(constraints)
-    model = SMMModel.build(problem.graph, problem.targets, config.num_chains, l2_regularization=config.l2_regularization)
+    model = SMMModel.build(problem.graph, problem.targets, config.num_chains,
+                           l2_regularization=config.l2_regularization, devices=config.devices)
     return CompiledModel(problem, model, time.perf_counter() - started)
 
 

@@ -24,6 +24,9 @@ def make_config(options: Mapping[str, Any] | None) -> SMMConfig:
 @hookimpl
 def compile_constraints(problem, config: SMMConfig):
     """Group the constraints into factors, lay them out and colour the graph."""
+    from calibrated_response_smm.mcmc.sharding import use_cpu_cores
+
+    use_cpu_cores()  # one CPU device per core, while JAX has not fixed its devices yet
     from calibrated_response_smm.engine import compile_model
 
     return compile_model(problem, config)

@@ -51,10 +51,10 @@ from .mcmc.kernels import (
     make_rows,
     move_rate,
     random_states,
-    run_sweeps,
     seed_words,
     zero_accumulators,
 )
+from .mcmc.sharding import chain_devices, chain_sharding, run_sweeps
 from .targets import (
     MomentObjective,
     MomentTargets,
@@ -79,6 +79,7 @@ class Static(NamedTuple):
     grad_clip: float | None
     logit_clip: float
     tolerance: float
+    devices: int = 1  # chains split across this many local devices
 
 
 class TrainState(NamedTuple):
@@ -163,6 +164,7 @@ def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr,
     """Sweeps at the current tables, then one dual step (pure); also returns the sweeps' sums."""
     rows = make_rows(plan, static.shape, factor_tables(static, objective, state.params))
     x, acc = run_sweeps(
+        static.devices,
         plan,
         rows,
         state.x,
@@ -213,6 +215,8 @@ def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed
     opt_state = optax.scale_by_adam().init(params) if static.optimizer == "adam" else ()
     zeros = jax.tree.map(jnp.zeros_like, params)
     x = random_states(plan, seed, num_chains)
+    if static.devices > 1:  # start split, as every chunk leaves them (one compiled chunk, no reshuffle)
+        x = jax.lax.with_sharding_constraint(x, chain_sharding(static.devices))
     return TrainState(x, params, opt_state, zeros, jnp.zeros((), jnp.float32), seed, jnp.zeros((), jnp.uint32))
 
 
@@ -251,7 +255,7 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
 
     def body(carry, i):
         x, acc, cells, cov = carry
-        x, acc = run_sweeps(plan, rows, x, state.seed, state.counter + i * every, acc, every,
+        x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, state.counter + i * every, acc, every,
                             temperature=static.temperature)
         if scope is not None:
             cells = jnp.logaddexp(cells, scope_cell_log_means(scope, flat, x, n_segments))
@@ -279,14 +283,21 @@ class SMMModel:
     layout: TableLayout
     plan: HostPlan
     l2_regularization: float = 1e-3
+    devices: int = 1  # chains split across this many local devices (the plan's blocks fit one share)
 
     @classmethod
     def build(
-        cls, graph: FactorGraph, targets, num_chains: int, l2_regularization: float = 1e-3, pad: bool = True
+        cls, graph: FactorGraph, targets, num_chains: int, l2_regularization: float = 1e-3, pad: bool = True,
+        devices: int | None = None,
     ) -> SMMModel:
+        """Lay out and colour ``graph``; ``devices`` as :func:`.mcmc.sharding.chain_devices` resolves it."""
+        n_multipliers = (
+            len(targets.constraints) if isinstance(targets, MomentTargets) else sum(f.parameters.size for f in graph.factors)
+        )
+        devices = chain_devices(devices, num_chains, graph.n_vars, n_multipliers)
         layout = build_layout(graph, pad=pad)
-        plan = build_plan(graph, layout, num_chains, pad=pad)
-        return cls(graph, targets, layout, plan, float(l2_regularization))
+        plan = build_plan(graph, layout, num_chains // devices, pad=pad)
+        return cls(graph, targets, layout, plan, float(l2_regularization), devices)
 
     def objective(self):
         if isinstance(self.targets, MomentTargets):
@@ -451,6 +462,7 @@ def fit_model(
         None if config.grad_clip is None else float(config.grad_clip),
         float(config.logit_clip),
         float(config.tolerance),
+        model.devices,
     )
     state = init_state(static, plan, objective, config.num_chains, _seed(config.seed if rng is None else rng))
     history = {k: [] for k in ("iteration", "max_error", "mean_error", "acceptance", "runtime", "averaging")}
@@ -521,6 +533,7 @@ def fit_model(
     n_sites = max(model.plan.n_sites, 1)
     diagnostics = {
         "num_chains": config.num_chains,
+        "devices": model.devices,
         "optimizer": optimizer,
         "search_iterations": search_iterations,
         "averaging_iterations": n_average * chunk,
@@ -578,7 +591,8 @@ def fit_smm(
         optimizer=optimizer,
         l2_regularization=l2_regularization,
     )
-    model = SMMModel.build(graph, targets, config.num_chains, l2_regularization=l2_regularization)
+    model = SMMModel.build(graph, targets, config.num_chains, l2_regularization=l2_regularization,
+                           devices=config.devices)
     fit = fit_model(model, config, progress=progress, rng=rng)
     history = dict(fit.history)
     history.update(

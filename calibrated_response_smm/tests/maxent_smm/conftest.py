@@ -31,6 +31,10 @@ def constraint(cid, scope, feature, target, relation="eq", s2=1e-3) -> Constrain
 
 @pytest.fixture
 def small_binary_problem() -> ConstraintSet:
+    return make_small_binary_problem()
+
+
+def make_small_binary_problem() -> ConstraintSet:
     """Four binary variables: marginals, a conditional, a triple and an inequality."""
     domains = [binary_domain(n) for n in "abcd"]
     one = np.array([0.0, 1.0])

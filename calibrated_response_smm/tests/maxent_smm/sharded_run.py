@@ -1,0 +1,77 @@
+"""Run in a fresh process with two CPU devices (``python sharded_run.py``); prints JSON.
+
+JAX fixes its device count at its first computation, so the split-chain checks run
+here, apart from the test process's single device.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 2)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from calibrated_response_smm.adapters import constraint_means, graph_from_constraints  # noqa: E402
+from calibrated_response_smm.config import SMMConfig  # noqa: E402
+from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables  # noqa: E402
+from calibrated_response_smm.mcmc import kernels, sharding  # noqa: E402
+from calibrated_response_smm.training import SMMModel, fit_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import test_kernels  # noqa: E402
+
+
+def sweep_moments(num_chains: int = 1024, n_sweeps: int = 400):
+    """Table moments and marginals of the mixed test graph from sweeps split across two devices."""
+    graph = test_kernels.mixed_graph()
+    layout = build_layout(graph)
+    plan = kernels.build_plan(graph, layout, num_chains // 2).device()
+    rows = kernels.make_rows(plan, layout.shape, tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
+    seed = jnp.asarray(kernels.seed_words(0))
+    x = jax.device_put(kernels.random_states(plan, seed, num_chains), sharding.chain_sharding(2))
+
+    @jax.jit
+    def run(x, counter):
+        return sharding.run_sweeps(2, plan, rows, x, seed, counter, kernels.zero_accumulators(layout.shape), n_sweeps)
+
+    x, _ = run(x, jnp.uint32(0))
+    x, acc = run(x, jnp.uint32(n_sweeps))
+    moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))
+    halves = np.asarray(x)[: graph.n_vars].reshape(graph.n_vars, 2, num_chains // 2)
+    return {
+        "moments": [np.asarray(m).tolist() for m in moments],
+        "marginals": np.asarray(acc.marginals / acc.sweeps)[: graph.n_vars].tolist(),
+        "sweeps": float(acc.sweeps),
+        "halves_equal": bool(np.array_equal(halves[:, 0], halves[:, 1])),
+        "x_devices": len(x.sharding.device_set),
+    }
+
+
+def small_fit():
+    """The small binary problem of the conftest fitted with its chains on two devices."""
+    import conftest
+
+    problem = conftest.make_small_binary_problem()
+    adapted = graph_from_constraints(problem)
+    config = SMMConfig(num_chains=1024, seed=3, devices=2)
+    model = SMMModel.build(adapted.graph, adapted.targets, config.num_chains, config.l2_regularization,
+                           devices=config.devices)
+    fit = fit_model(model, config)
+    means, _ = constraint_means(adapted, fit.table_moments)
+    errors = {}
+    for name, (devices, chains) in {"too_many": (3, 1024), "not_a_divisor": (2, 1023)}.items():
+        try:
+            sharding.chain_devices(devices, chains, 10)
+        except ValueError as error:
+            errors[name] = str(error)
+    return {"means": means.tolist(), "devices": fit.diagnostics["devices"], "converged": fit.converged,
+            "errors": errors}
+
+
+if __name__ == "__main__":
+    print(json.dumps({"sweeps": sweep_moments(), "fit": small_fit()}))
