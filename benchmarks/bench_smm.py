@@ -11,7 +11,10 @@ fresh process doing the same; and the 5-variable real case through
 process: import, compilation and fit).
 
 Every benchmark compiles before timing and blocks on the result
-(``jax.block_until_ready``); sizes and derived rates go to ``extra_info``. Set
+(``jax.block_until_ready``); sizes and derived rates go to ``extra_info``. The chains
+are split across local devices as the backend splits them (one CPU device per core:
+``use_cpu_cores`` runs before jax starts; the 100k-variable model, with its 30 million
+multipliers, stays on one device). Set
 ``SMM_BENCH_XLA_FLAGS`` to run with other XLA flags (e.g.
 ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``): they are
 applied here and in the fresh processes, before jax starts.

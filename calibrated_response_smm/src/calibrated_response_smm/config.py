@@ -31,7 +31,12 @@ class SMMConfig(CoreConfig):
     :param averaging_iterations: final iterations with a decaying step whose
         multipliers are averaged (Polyak); the averaged multipliers are the answer.
     :param burn_in_sweeps: sweeps at the averaged multipliers before the final estimate.
-    :param final_sweeps: sweeps the final marginals and moments are averaged over.
+    :param final_sweeps: sweeps the final marginals and moments are averaged over, at
+        least; batches of as many are added while the standard error of a constraint
+        mean (report units, from the spread of the chains' own averages, so slow
+        mixing counts) exceeds ``final_tolerance``, up to ``max_final_sweeps``.
+    :param final_tolerance: the standard error the final means are extended to reach.
+    :param max_final_sweeps: most sweeps of one final estimate.
     :param chunk_size: iterations per compiled chunk; Python runs only between chunks.
     :param scope_threshold: in the final estimate, a factor carrying a conditional
         whose condition has probability below this (after the averaging phase)
@@ -62,6 +67,8 @@ class SMMConfig(CoreConfig):
     averaging_iterations: int = attrs.field(default=60, validator=non_negative_int)
     burn_in_sweeps: int = attrs.field(default=10, validator=non_negative_int)
     final_sweeps: int = attrs.field(default=60, validator=positive_int)
+    final_tolerance: float = attrs.field(default=3e-3, validator=finite_positive)
+    max_final_sweeps: int = attrs.field(default=960, validator=positive_int)
     chunk_size: int = attrs.field(default=10, validator=positive_int)
     scope_threshold: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
     scope_every: int = attrs.field(default=4, validator=positive_int)

@@ -1,5 +1,9 @@
 """A Newton polish of the averaged multipliers on precise final moments (host side, float64).
 
+It runs where a condition is rare (below) or where the final means show the
+averaged multipliers off the optimum by more than their own noise (chains that mix
+slowly make the search's moments, so its multipliers, noisier than they look).
+
 The averaged multipliers carry the Monte Carlo noise of the search. For a conditional
 with a rare condition that noise is what the report sees: its residual in ratio terms
 is ``(c_k - E[g_k] - s_k^2 lambda_k) / P(C)``, so an error in ``E[g_k]`` during the
@@ -56,10 +60,15 @@ def dual_gradient(targets: MomentTargets, lambdas, table_moments) -> np.ndarray:
     return np.where(held_at_bound(targets, lambdas, grad), 0.0, grad)
 
 
-def scaled_gradient_norm(targets: MomentTargets, lambdas, table_moments) -> float:
-    """Norm of the dual gradient in report units (a ratio's residual divided by ``P(C)``)."""
+def scaled_gradient(targets: MomentTargets, lambdas, table_moments) -> np.ndarray:
+    """The dual gradient in report units (a ratio's residual divided by ``P(C)``)."""
     scale = np.maximum(denominators(targets, table_moments), 1e-300)
-    return float(np.linalg.norm(dual_gradient(targets, lambdas, table_moments) / scale))
+    return dual_gradient(targets, lambdas, table_moments) / scale
+
+
+def scaled_gradient_norm(targets: MomentTargets, lambdas, table_moments) -> float:
+    """Norm of :func:`scaled_gradient`."""
+    return float(np.linalg.norm(scaled_gradient(targets, lambdas, table_moments)))
 
 
 def dual_hessian(targets: MomentTargets, table_moments, chain_cov) -> np.ndarray:

@@ -42,7 +42,7 @@ from .features import (
     unpad_tables,
 )
 from .graph import FactorGraph
-from .polish import newton_step, scaled_gradient_norm
+from .polish import denominators, newton_step, scaled_gradient, scaled_gradient_norm
 from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, flat_tables, scope_cell_log_means
 from .mcmc.kernels import (
     HostPlan,
@@ -239,36 +239,48 @@ def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs
     return state, infos, total
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
 def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan | None, n_segments: int,
-                   n_evaluations: int, every: int, covariance: bool, state: TrainState):
+                   n_evaluations: int, every: int, covariance: bool, spread: bool, state: TrainState):
     """``n_evaluations * every`` sweeps at fixed parameters (no dual step).
 
     Returns the new state, the sweeps' Rao-Blackwellised sums, the sum over
     evaluations (one after every ``every`` sweeps) of the scope estimator's cell means
-    (zeros when ``scope`` is None), and with ``covariance`` the sum over evaluations of
-    the chains' feature covariance ``[K, K]`` (else a zero).
+    (zeros when ``scope`` is None), with ``covariance`` the sum over evaluations of
+    the chains' feature covariance ``[K, K]`` (else a zero), and with ``spread`` each
+    chain's sum over sweeps of its feature values ``[K, C]`` (else a zero).
     """
     tables = factor_tables(static, objective, state.params)
     rows = make_rows(plan, static.shape, tables)
     flat = flat_tables(tables)
 
+    def sweep_and_count(carry, counter):  # one sweep, then every chain's feature values
+        x, acc, values = carry
+        x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, 1, temperature=static.temperature)
+        return (x, acc, values + chain_values(objective, x, static.shape.n_states)), None
+
     def body(carry, i):
-        x, acc, cells, cov = carry
-        x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, state.counter + i * every, acc, every,
-                            temperature=static.temperature)
+        x, acc, cells, cov, values = carry
+        counter = state.counter + i * every
+        if spread:
+            (x, acc, values), _ = jax.lax.scan(sweep_and_count, (x, acc, values), counter + jnp.arange(every, dtype=jnp.uint32))
+        else:
+            x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, every,
+                                temperature=static.temperature)
         if scope is not None:
             cells = jnp.logaddexp(cells, scope_cell_log_means(scope, flat, x, n_segments))
         if covariance:
             cov = cov + _chain_statistics(objective, x, static.shape.n_states)[1]
-        return (x, acc, cells, cov), None
+        return (x, acc, cells, cov, values), None
 
     cells = jnp.full(() if scope is None else scope.segment.shape, -jnp.inf, jnp.float32)
     k = objective.target.shape[0] if covariance else 0
     cov = jnp.zeros((k, k) if covariance else (), jnp.float32)
+    values = jnp.zeros((objective.target.shape[0], state.x.shape[1]) if spread else (), jnp.float32)
     steps = jnp.arange(n_evaluations, dtype=jnp.uint32)
-    (x, acc, cells, cov), _ = jax.lax.scan(body, (state.x, zero_accumulators(static.shape), cells, cov), steps)
-    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells, cov
+    carry = (state.x, zero_accumulators(static.shape), cells, cov, values)
+    (x, acc, cells, cov, values), _ = jax.lax.scan(body, carry, steps)
+    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells, cov, values
 
 
 # -- host side ---------------------------------------------------------------------
@@ -377,38 +389,94 @@ class FinalEstimate(NamedTuple):
     state: TrainState
     table_moments: list  # per graph factor, unpadded; scope-wise where a factor's condition is rare
     marginal_sum: np.ndarray  # [V + 1, S] mean state indicators
-    sweeps: float
+    sweeps: float  # sweeps averaged (burn-in excluded)
     changed: float
     covariance: np.ndarray | None  # [K, K] chains' feature covariance (for the polish)
+    stderr: float  # largest standard error of a constraint mean, report units (nan: not measured)
+    total_sweeps: int  # sweeps run, burn-in included
+
+
+def _chain_stderr(model: SMMModel, values, n_sweeps: int, table_moments, skip_factors) -> float:
+    """Largest standard error over constraints of the final means, in report units.
+
+    Each chain's average of a feature over the sweeps is one independent draw,
+    however slowly the chain mixes, so their spread over chains gives the error of the
+    chains' mean, autocorrelation included. It is an upper bound for the
+    Rao-Blackwellised means the report uses. Ratios are divided by ``P(C)``; the
+    factors the scope estimator measures (``skip_factors``) are left out.
+    """
+    targets = model.targets
+    keep = np.array([c.factor_id not in skip_factors for c in targets.constraints])
+    if not keep.any() or values.shape[1] < 2:
+        return 0.0
+    means = np.asarray(values, np.float64)[: len(keep)] / n_sweeps  # [K, C]
+    stderr = means.std(axis=1, ddof=1) / math.sqrt(means.shape[1])
+    scale = np.maximum(denominators(targets, table_moments), 1e-12)
+    return float(np.max((stderr / scale)[keep]))
 
 
 def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, objective, state,
                     scope_plan: HostScopePlan | None, covariance: bool = False) -> FinalEstimate:
-    """Burn in, then average the moments and marginals over ``final_sweeps`` sweeps.
+    """Burn in, then average the moments and marginals over ``final_sweeps`` sweeps or more.
 
     The ratio factors' tables (``scope_plan``) come from the scope-wise estimator; with
     ``covariance`` the chains' feature covariance is averaged over the same evaluations.
+    Where the chains mix slowly, one batch of ``final_sweeps`` leaves the means too
+    noisy: batches are added while the standard error of a constraint mean (measured
+    from the spread of the per-chain averages) exceeds ``final_tolerance``, up to
+    ``max_final_sweeps``.
     """
     every = max(int(config.scope_every), 1)
     scope = None if scope_plan is None else scope_plan.device()
     n_segments = 0 if scope_plan is None else scope_plan.n_segments
+    total_sweeps = 0
     if config.burn_in_sweeps:
-        state, _, _, _ = estimate_chunk(static, plan, objective, None, 0, math.ceil(config.burn_in_sweeps / every),
-                                        every, False, state)
-    n_evaluations = math.ceil(config.final_sweeps / every)
-    state, acc, cells, cov = estimate_chunk(static, plan, objective, scope, n_segments, n_evaluations, every,
-                                            covariance, state)
-    acc, cells, cov = jax.device_get((acc, cells, cov))
-    sweeps = float(acc.sweeps)
-    moments = np.asarray(acc.moments, np.float64) / sweeps
-    table_moments = unpad_tables(model.layout, model.graph, moment_rows_to_tables_host(static.shape, moments))
-    if scope_plan is not None:
-        for fid, table in scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations)).items():
-            table_moments[fid] = table
+        n_burn = math.ceil(config.burn_in_sweeps / every)
+        state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, False, state)
+        total_sweeps += n_burn * every
+    spread = isinstance(objective, MomentObjective)
+    skip = set(scope_plan.factor_ids) if scope_plan is not None else set()
+    n_batch = math.ceil(config.final_sweeps / every)
+    sums = None
+    n_evaluations = 0
+    while True:
+        state, *batch = estimate_chunk(static, plan, objective, scope, n_segments, n_batch, every, covariance,
+                                       spread, state)
+        batch = jax.device_get(batch)
+        if sums is None:
+            sums = batch
+        else:  # moments add; the scope estimator's cell means add in logs
+            acc, cells, cov, values = sums
+            sums = (jax.tree.map(np.add, acc, batch[0]), np.logaddexp(cells, batch[1]), cov + batch[2],
+                    values + batch[3])
+        n_evaluations += n_batch
+        total_sweeps += n_batch * every
+        acc, cells, cov, values = sums
+        sweeps = float(acc.sweeps)
+        moments = np.asarray(acc.moments, np.float64) / sweeps
+        table_moments = unpad_tables(model.layout, model.graph, moment_rows_to_tables_host(static.shape, moments))
+        if scope_plan is not None:
+            for fid, table in scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations)).items():
+                table_moments[fid] = table
+        stderr = _chain_stderr(model, values, n_evaluations * every, table_moments, skip) if spread else float("nan")
+        if not stderr > config.final_tolerance or (n_evaluations + n_batch) * every > config.max_final_sweeps:
+            break
     marginals = np.asarray(acc.marginals, np.float64) / sweeps
     k = len(model.targets.constraints) if covariance else 0
     chain_cov = np.asarray(cov, np.float64)[:k, :k] / n_evaluations if covariance else None
-    return FinalEstimate(state, table_moments, marginals, sweeps, float(acc.changed), chain_cov)
+    return FinalEstimate(state, table_moments, marginals, sweeps, float(acc.changed), chain_cov, stderr, total_sweeps)
+
+
+def _off_optimum(model: SMMModel, config: SMMConfig, estimate: FinalEstimate) -> bool:
+    """Whether the final means put the multipliers measurably off the optimum.
+
+    True when a dual gradient entry (report units) exceeds ``tolerance`` plus twice the
+    means' standard error: the averaged multipliers missed by more than the final
+    estimate's noise, which a Newton step from these precise means corrects.
+    """
+    params = np.asarray(jax.device_get(estimate.state.params), np.float64)[: len(model.targets.constraints)]
+    gradient = scaled_gradient(model.targets, params, estimate.table_moments)
+    return bool(np.max(np.abs(gradient), initial=0.0) > config.tolerance + 2.0 * estimate.stderr)
 
 
 def _polish(model: SMMModel, config: SMMConfig, static: Static, plan, objective, estimate: FinalEstimate,
@@ -416,25 +484,28 @@ def _polish(model: SMMModel, config: SMMConfig, static: Static, plan, objective,
     """Up to ``polish_steps`` Newton steps from the final moments (see :mod:`.polish`).
 
     Each step is re-estimated at its multipliers and kept only if it lowers the dual
-    gradient in report units; otherwise the previous estimate stands.
+    gradient in report units; otherwise the previous estimate stands. Returns the
+    estimate, the steps kept and the sweeps all the estimates ran.
     """
     targets = model.targets
     n = len(targets.constraints)
     params = np.asarray(jax.device_get(estimate.state.params), np.float64)
     score = scaled_gradient_norm(targets, params[:n], estimate.table_moments)
-    steps = trials = 0
-    for trials in range(1, config.polish_steps + 1):
+    steps = 0
+    sweeps = estimate.total_sweeps
+    for _ in range(config.polish_steps):
         lam = newton_step(targets, params[:n], estimate.table_moments, estimate.covariance)
         params = params.copy()
         params[:n] = lam
         state = estimate.state._replace(params=jnp.asarray(params, jnp.float32))
         trial = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=True)
+        sweeps += trial.total_sweeps
         trial_params = np.asarray(jax.device_get(trial.state.params), np.float64)
         trial_score = scaled_gradient_norm(targets, trial_params[:n], trial.table_moments)
         if not trial_score < score:
             break
         estimate, score, params, steps = trial, trial_score, trial_params, steps + 1
-    return estimate, steps, trials
+    return estimate, steps, sweeps
 
 
 def fit_model(
@@ -511,12 +582,11 @@ def fit_model(
     t0 = time.perf_counter()
     rare = rare_condition_factors(model, _host_table_moments(model, total), config.scope_threshold)
     scope_plan = build_scope_plan(model.graph, model.layout, rare) if rare else None
-    # the polish is for what the scope estimator measures precisely: rare conditions
-    polish = bool(rare) and config.polish_steps > 0 and isinstance(objective, MomentObjective)
-    estimate = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=polish)
-    polish_steps = polish_trials = 0
-    if polish:
-        estimate, polish_steps, polish_trials = _polish(model, config, static, plan, objective, estimate, scope_plan)
+    can_polish = config.polish_steps > 0 and isinstance(objective, MomentObjective)
+    estimate = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=can_polish)
+    polish_steps, final_sweeps_run = 0, estimate.total_sweeps
+    if can_polish and (rare or _off_optimum(model, config, estimate)):
+        estimate, polish_steps, final_sweeps_run = _polish(model, config, static, plan, objective, estimate, scope_plan)
     state, table_moments, marginal_sum = estimate.state, estimate.table_moments, estimate.marginal_sum
     sweeps, changed = estimate.sweeps, estimate.changed
     final_seconds = time.perf_counter() - t0
@@ -537,7 +607,9 @@ def fit_model(
         "optimizer": optimizer,
         "search_iterations": search_iterations,
         "averaging_iterations": n_average * chunk,
-        "sweeps": len(chunk_times) * sweeps_per_chunk + (1 + polish_trials) * (int(config.burn_in_sweeps) + int(sweeps)),
+        "sweeps": len(chunk_times) * sweeps_per_chunk + final_sweeps_run,
+        "final_sweeps": int(sweeps),
+        "final_stderr": estimate.stderr,
         "first_chunk_s": chunk_times[0],
         "compile_time_s": max(chunk_times[0] - float(np.median(warm)), 0.0),
         "chunk_s": float(np.median(warm)),

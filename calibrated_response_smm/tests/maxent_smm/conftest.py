@@ -52,3 +52,29 @@ def make_small_binary_problem() -> ConstraintSet:
             constraint("pd_cap", (3,), one, 0.3, relation="le"),
         ],
     )
+
+
+def fit_constraints(problem: ConstraintSet, **options):
+    """``(adapted problem, config, fit)`` of the smm engine on a constraint set."""
+    from calibrated_response_smm.adapters import graph_from_constraints
+    from calibrated_response_smm.config import SMMConfig
+    from calibrated_response_smm.training import SMMModel, fit_model
+
+    adapted = graph_from_constraints(problem)
+    config = SMMConfig(**options)
+    model = SMMModel.build(adapted.graph, adapted.targets, config.num_chains, config.l2_regularization,
+                           devices=config.devices)
+    return adapted, config, fit_model(model, config)
+
+
+def assert_matches_brute_force(problem: ConstraintSet, adapted, fit, atol: float) -> None:
+    """The fit's constraint means and marginals against the exact maximum-entropy answer."""
+    import exact
+    from calibrated_response_smm.adapters import constraint_means
+
+    lambdas, means = exact.solve_dual(problem)
+    fitted, _ = constraint_means(adapted, fit.table_moments)
+    np.testing.assert_allclose(fitted, means, atol=atol)
+    reference = exact.marginals(problem, lambdas)
+    for domain, p in zip(problem.domains, fit.marginals):
+        np.testing.assert_allclose(p, reference[domain.name], atol=atol)

@@ -16,11 +16,9 @@ jax.config.update("jax_num_cpu_devices", 2)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from calibrated_response_smm.adapters import constraint_means, graph_from_constraints  # noqa: E402
-from calibrated_response_smm.config import SMMConfig  # noqa: E402
+from calibrated_response_smm.adapters import constraint_means  # noqa: E402
 from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables  # noqa: E402
 from calibrated_response_smm.mcmc import kernels, sharding  # noqa: E402
-from calibrated_response_smm.training import SMMModel, fit_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_kernels  # noqa: E402
@@ -57,11 +55,7 @@ def small_fit():
     import conftest
 
     problem = conftest.make_small_binary_problem()
-    adapted = graph_from_constraints(problem)
-    config = SMMConfig(num_chains=1024, seed=3, devices=2)
-    model = SMMModel.build(adapted.graph, adapted.targets, config.num_chains, config.l2_regularization,
-                           devices=config.devices)
-    fit = fit_model(model, config)
+    adapted, _, fit = conftest.fit_constraints(problem, num_chains=1024, seed=3, devices=2)
     means, _ = constraint_means(adapted, fit.table_moments)
     errors = {}
     for name, (devices, chains) in {"too_many": (3, 1024), "not_a_divisor": (2, 1023)}.items():
