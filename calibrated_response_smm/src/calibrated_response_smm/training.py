@@ -45,6 +45,7 @@ from .graph import FactorGraph
 from .polish import denominators, newton_step, scaled_gradient, scaled_gradient_norm
 from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, flat_tables, scope_cell_log_means
 from .mcmc.kernels import (
+    SWEEP_COMPILER_OPTIONS,
     HostPlan,
     SweepPlan,
     build_plan,
@@ -220,7 +221,7 @@ def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed
     return TrainState(x, params, opt_state, zeros, jnp.zeros((), jnp.float32), seed, jnp.zeros((), jnp.uint32))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, compiler_options=SWEEP_COMPILER_OPTIONS)
 def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs, averaging):
     """``len(lrs)`` iterations under ``lax.scan``.
 
@@ -239,7 +240,7 @@ def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs
     return state, infos, total
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8), compiler_options=SWEEP_COMPILER_OPTIONS)
 def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan | None, n_segments: int,
                    n_evaluations: int, every: int, covariance: bool, spread: bool, state: TrainState):
     """``n_evaluations * every`` sweeps at fixed parameters (no dual step).

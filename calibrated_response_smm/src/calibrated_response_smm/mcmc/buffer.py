@@ -15,10 +15,10 @@ import numpy as np
 from ..features import build_layout, graph_tables
 from ..graph import FactorGraph
 from .hybrid import continuous_map, read_states
-from .kernels import build_plan, gibbs_kernel, make_rows, run_sweeps, seed_words, sweep_words, zero_accumulators
+from .kernels import SWEEP_COMPILER_OPTIONS, build_plan, gibbs_kernel, make_rows, run_sweeps, seed_words, sweep_words, zero_accumulators
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
+@functools.partial(jax.jit, static_argnums=(0, 5), compiler_options=SWEEP_COMPILER_OPTIONS)
 def _advance(step, plan, rows, x, seed_counter, n_sweeps):
     seed, counter = seed_counter
 
@@ -29,7 +29,7 @@ def _advance(step, plan, rows, x, seed_counter, n_sweeps):
     return x
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
+@functools.partial(jax.jit, static_argnums=(0, 4), compiler_options=SWEEP_COMPILER_OPTIONS)
 def _marginals(shape, plan, rows, x, n_sweeps, seed, counter):
     x, acc = run_sweeps(plan, rows, x, seed, counter, zero_accumulators(shape), n_sweeps)
     return x, acc.marginals / acc.sweeps

@@ -43,6 +43,11 @@ from ..features import LayoutShape, TableLayout, bucket
 from ..graph import FactorGraph, greedy_colouring
 
 NEG = -1e9  # logit of a padding state: exp underflows to exactly 0
+# XLA options for every compiled function that sweeps. XLA:CPU hands some elementwise
+# ops and reductions of a block to XNNPACK kernels, each a separate call with its own
+# scratch and thread-pool hand-off; kept in XLA's own fused loops they are 5-15% faster
+# (with chains split across devices). Other backends ignore the option.
+SWEEP_COMPILER_OPTIONS = {"xla_cpu_use_xnnpack": False}
 BLOCK_FLOATS = 1 << 16  # logits per block (sites x states): a block's arrays stay in L2 cache
 BINARY_BLOCK_SITES = 1 << 15  # sites per block of the binary kernel (a few arrays of [b, C])
 # Graphs at least this large get one stage per degree bucket; smaller ones get a single
