@@ -22,7 +22,8 @@ class SMMConfig(CoreConfig):
     :param mcmc_steps_per_iteration: Gibbs sweeps between two multiplier updates.
     :param learning_rate: step size (a damping factor for ``newton``).
     :param optimizer: ``newton`` (dual Newton step preconditioned by the chains'
-        feature covariance), ``adam`` or ``sgd``.
+        feature covariance; by their variances alone above 1,024 constraints or with
+        fewer than 4 chains per constraint), ``adam`` or ``sgd``.
     :param grad_clip: largest change of one multiplier in one step (None: no clip).
     :param logit_clip: factor table entries are clipped to +/- this.
     :param temperature: conditionals are sampled from ``exp(logits / temperature)``.

@@ -44,8 +44,14 @@ def test_colouring_separates_neighbours():
         assert len({colours[v] for v in scope}) == len(scope)
 
 
-@pytest.mark.parametrize("make_graph, num_chains", [(mixed_graph, 64), (mixed_graph, 2048), (binary_graph, 2048)])
-def test_sweep_moments_match_enumeration(make_graph, num_chains):
+@pytest.mark.parametrize(
+    "make_graph, num_chains, staged",
+    [(mixed_graph, 64, False), (mixed_graph, 2048, False), (binary_graph, 2048, False),
+     (mixed_graph, 256, True), (binary_graph, 256, True)],
+)
+def test_sweep_moments_match_enumeration(make_graph, num_chains, staged, monkeypatch):
+    if staged:  # one stage per degree bucket, as large graphs get
+        monkeypatch.setattr(kernels, "STAGED_MIN_VARS", 0)
     graph = make_graph()
     layout = build_layout(graph)
     plan = kernels.build_plan(graph, layout, num_chains).device()
@@ -59,6 +65,7 @@ def test_sweep_moments_match_enumeration(make_graph, num_chains):
     def run(x, counter):
         return kernels.run_sweeps(plan, rows, x, seed, counter, kernels.zero_accumulators(layout.shape), n_sweeps)
 
+    assert (len(plan.stages) > 1) == staged
     x, _ = run(x, jnp.uint32(0))
     x, acc = run(x, jnp.uint32(n_sweeps))
     moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from calibrated_response_smm.graph import FactorGraph, SMMVariable
 from calibrated_response_smm.targets import build_targets_from_marginals
+from calibrated_response_smm import training
 from calibrated_response_smm.training import fit_smm
 from conftest import assert_matches_brute_force, fit_constraints
 
@@ -22,6 +23,15 @@ def test_moments_and_marginals_match_brute_force(small_binary_problem):
     # 0.01 is several standard errors and far below any real modelling difference.
     assert_matches_brute_force(small_binary_problem, adapted, fit, atol=0.01)
     assert fit.converged
+
+
+def test_diagonal_newton_matches_brute_force(small_binary_problem, monkeypatch):
+    """The variance-preconditioned step that many-constraint problems take."""
+    monkeypatch.setattr(training, "DENSE_NEWTON_MAX", 0)
+    adapted, fit = _fit(small_binary_problem, num_chains=1024, seed=3)
+    # as above; the diagonal step needs more iterations, not a looser tolerance
+    assert_matches_brute_force(small_binary_problem, adapted, fit, atol=0.01)
+    assert fit.converged and fit.diagnostics["polish_steps"] == 0
 
 
 def test_inequality_multiplier_keeps_its_sign(small_binary_problem):

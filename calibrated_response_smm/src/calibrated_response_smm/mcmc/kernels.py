@@ -51,8 +51,10 @@ SWEEP_COMPILER_OPTIONS = {"xla_cpu_use_xnnpack": False}
 BLOCK_FLOATS = 1 << 16  # logits per block (sites x states): a block's arrays stay in L2 cache
 BINARY_BLOCK_SITES = 1 << 15  # sites per block of the binary kernel (a few arrays of [b, C])
 # Graphs at least this large get one stage per degree bucket; smaller ones get a single
-# stage (padding costs little there, and fewer shapes mean fewer compilations).
-STAGED_MIN_VARS = 2048
+# stage (padding costs little there, and fewer shapes mean fewer compilations). At 1,000
+# variables with a few high-degree hubs, one stage padded every variable to the largest
+# degree: staging made the sweep 5.6 times faster there.
+STAGED_MIN_VARS = 256
 DEGREE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 
 
