@@ -349,8 +349,13 @@ def smm_runner(constraints: ConstraintSet, iterations: int) -> IterationRunner:
     averaging = np.zeros(iterations, dtype=np.float32)
     extra = {"chains": config.num_chains, "sweeps_per_iteration": config.mcmc_steps_per_iteration,
              "optimizer": config.optimizer}
-    return IterationRunner(lambda: training.run_chunk(static, plan, objective, state, lrs, averaging),
-                           iterations, extra)
+    carried = [state]
+
+    def run():  # run_chunk takes over the state's buffers: carry the new one forward
+        carried[0], infos, total = training.run_chunk(static, plan, objective, carried[0], lrs, averaging)
+        return carried[0], infos, total
+
+    return IterationRunner(run, iterations, extra)
 
 
 def smm_gibbs_runner(constraints: ConstraintSet, sweeps: int) -> IterationRunner:
