@@ -60,3 +60,26 @@ def test_automatic_count_keeps_small_work_on_one_device():
     assert sharding.chain_devices(None, 256, 100_000, n_multipliers=30_000_000) == 1  # replicated dual state
     with pytest.raises(ValueError, match="devices"):
         SMMConfig(devices=0)
+
+
+def _python(code: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+def test_use_cpu_cores_acts_only_before_jax_starts():
+    report = "from calibrated_response_smm import use_cpu_cores; print(use_cpu_cores(3), jax.local_device_count())"
+    before = "import jax; " + report
+    after = "import jax; jax.numpy.zeros(1); " + report
+    assert _python(before) == ["True", "3"]
+    assert _python(after) == ["False", "1"]  # a running JAX keeps its devices
+
+
+def test_use_cpu_cores_respects_a_chosen_count():
+    code = (
+        "import jax; jax.config.update('jax_num_cpu_devices', 1);"
+        "from calibrated_response_smm import use_cpu_cores; print(use_cpu_cores(), jax.local_device_count())"
+    )
+    assert _python(code) == ["False", "1"]
+
