@@ -123,6 +123,15 @@ def _dense_newton(objective, num_chains: int) -> bool:
     return k <= DENSE_NEWTON_MAX and k * CHAINS_PER_MULTIPLIER <= num_chains
 
 
+def _values_every_sweep(objective) -> bool:
+    """Whether the final estimate reads every chain's feature values after each sweep.
+
+    Above ``DENSE_NEWTON_MAX`` constraints only after each evaluation (``scope_every``
+    sweeps): ``[K, C]`` values per sweep would cost more than the sweep.
+    """
+    return objective.target.shape[0] <= DENSE_NEWTON_MAX
+
+
 def _chain_statistics(objective: MomentObjective, x, n_states, dense: bool = True):
     """Per-chain feature values ``[K, C]`` and their covariance ``[K, K]`` (``dense``) or variances ``[K]``."""
     values = chain_values(objective, x, n_states)
@@ -272,7 +281,8 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
     evaluations (one after every ``every`` sweeps) of the scope estimator's cell means
     (zeros when ``scope`` is None), with ``covariance`` the sum over evaluations of
     the chains' feature covariance ``[K, K]`` (else a zero), and with ``spread`` each
-    chain's sum over sweeps of its feature values ``[K, C]`` (else a zero).
+    chain's sum of its feature values ``[K, C]`` (else a zero): over sweeps, or over
+    evaluations where :func:`_values_every_sweep` is false.
     """
     tables = factor_tables(static, objective, state.params)
     rows = make_rows(plan, static.shape, tables)
@@ -286,11 +296,14 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
     def body(carry, i):
         x, acc, cells, cov, values = carry
         counter = state.counter + i * every
-        if spread:
-            (x, acc, values), _ = jax.lax.scan(sweep_and_count, (x, acc, values), counter + jnp.arange(every, dtype=jnp.uint32))
+        if spread and _values_every_sweep(objective):
+            sweeps = counter + jnp.arange(every, dtype=jnp.uint32)
+            (x, acc, values), _ = jax.lax.scan(sweep_and_count, (x, acc, values), sweeps)
         else:
             x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, every,
                                 temperature=static.temperature)
+            if spread:
+                values = values + chain_values(objective, x, static.shape.n_states)
         if scope is not None:
             cells = jnp.logaddexp(cells, scope_cell_log_means(scope, flat, x, n_segments))
         if covariance:
@@ -420,10 +433,10 @@ class FinalEstimate(NamedTuple):
     total_sweeps: int  # sweeps run, burn-in included
 
 
-def _chain_stderr(model: SMMModel, values, n_sweeps: int, table_moments, skip_factors) -> float:
+def _chain_stderr(model: SMMModel, values, n_reads: int, table_moments, skip_factors) -> float:
     """Largest standard error over constraints of the final means, in report units.
 
-    Each chain's average of a feature over the sweeps is one independent draw,
+    Each chain's average of a feature over its ``n_reads`` reads is one independent draw,
     however slowly the chain mixes, so their spread over chains gives the error of the
     chains' mean, autocorrelation included. It is an upper bound for the
     Rao-Blackwellised means the report uses. Ratios are divided by ``P(C)``; the
@@ -433,7 +446,7 @@ def _chain_stderr(model: SMMModel, values, n_sweeps: int, table_moments, skip_fa
     keep = np.array([c.factor_id not in skip_factors for c in targets.constraints])
     if not keep.any() or values.shape[1] < 2:
         return 0.0
-    means = np.asarray(values, np.float64)[: len(keep)] / n_sweeps  # [K, C]
+    means = np.asarray(values, np.float64)[: len(keep)] / n_reads  # [K, C]
     stderr = means.std(axis=1, ddof=1) / math.sqrt(means.shape[1])
     scale = np.maximum(denominators(targets, table_moments), 1e-12)
     return float(np.max((stderr / scale)[keep]))
@@ -482,7 +495,11 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
         if scope_plan is not None:
             for fid, table in scope_plan.tables(np.asarray(cells, np.float64) - math.log(n_evaluations)).items():
                 table_moments[fid] = table
-        stderr = _chain_stderr(model, values, n_evaluations * every, table_moments, skip) if spread else float("nan")
+        if spread:
+            n_reads = n_evaluations * every if _values_every_sweep(objective) else n_evaluations
+            stderr = _chain_stderr(model, values, n_reads, table_moments, skip)
+        else:
+            stderr = float("nan")
         if not stderr > config.final_tolerance or (n_evaluations + n_batch) * every > config.max_final_sweeps:
             break
     marginals = np.asarray(acc.marginals, np.float64) / sweeps

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from calibrated_response_plugins.constraints import ConstraintSet
 from calibrated_response_smm.adapters import graph_from_constraints
+from calibrated_response_smm import training
 from calibrated_response_smm.training import SMMModel, _chain_stderr
 from conftest import assert_matches_brute_force, binary_domain, constraint, fit_constraints
 
@@ -32,7 +34,10 @@ def locked_pairs_problem() -> ConstraintSet:
     )
 
 
-def test_slow_mixing_extends_the_final_estimate():
+@pytest.mark.parametrize("many_constraints", [False, True])
+def test_slow_mixing_extends_the_final_estimate(many_constraints, monkeypatch):
+    if many_constraints:  # values read once per evaluation, variance-preconditioned steps, no polish
+        monkeypatch.setattr(training, "DENSE_NEWTON_MAX", 0)
     problem = locked_pairs_problem()
     adapted, config, fit = fit_constraints(problem, num_chains=1024, seed=0)
     diagnostics = fit.diagnostics
