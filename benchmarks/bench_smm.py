@@ -37,7 +37,7 @@ from pathlib import Path
 import jax
 from calibrated_response_smm import use_cpu_cores
 
-use_cpu_cores()  # one CPU device per core, as the backend does when loaded
+use_cpu_cores()  # one CPU device per core, as the backend does before its first compile
 
 import jax.numpy as jnp
 import numpy as np

@@ -52,8 +52,8 @@ class SMMConfig(CoreConfig):
         at least ``2**20`` site updates (variables x chains) and there are at most
         ``2**20`` multipliers (the dual step is replicated), else one. On a CPU there
         is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran
-        before JAX started (the backend calls it when loaded). The random streams, so
-        the exact draws, depend on the count.
+        before JAX started (the backend calls it before its first compile). The random
+        streams, so the exact draws, depend on the count.
     """
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)

@@ -9,7 +9,7 @@ On a CPU, XLA runs one device's program on about one core (its intra-op threads
 mostly wait on each other in a sweep's many small steps), so the way to put every
 core to work is one CPU device per core: :func:`use_cpu_cores` asks JAX for that,
 which it can only do before its first computation. The smm backend calls it when it
-is loaded; on a GPU host the chains are split across the GPUs instead.
+compiles its first problem; on a GPU host the chains are split across the GPUs instead.
 """
 
 from __future__ import annotations
