@@ -67,8 +67,13 @@ def scaled_gradient(targets: MomentTargets, lambdas, table_moments) -> np.ndarra
 
 
 def scaled_gradient_norm(targets: MomentTargets, lambdas, table_moments) -> float:
-    """Norm of :func:`scaled_gradient`."""
-    return float(np.linalg.norm(scaled_gradient(targets, lambdas, table_moments)))
+    """Norm of :func:`scaled_gradient`, scaled by its largest entry first: a ratio whose
+    ``P(C)`` estimate is near zero gives entries whose squares overflow float64."""
+    gradient = scaled_gradient(targets, lambdas, table_moments)
+    top = float(np.max(np.abs(gradient), initial=0.0))
+    if top == 0.0 or not np.isfinite(top):
+        return top
+    return top * float(np.linalg.norm(gradient / top))
 
 
 def dual_hessian(targets: MomentTargets, table_moments, chain_cov) -> np.ndarray:

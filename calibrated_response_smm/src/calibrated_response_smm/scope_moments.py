@@ -68,9 +68,12 @@ class HostScopePlan:
     def tables(self, cell_log_means) -> dict[int, np.ndarray]:
         """Per chosen factor id: its table moment (float64) from the per-cell log means."""
         cell_means = np.exp(np.asarray(cell_log_means, np.float64))
+        return {fid: cells.reshape(s) for (fid, cells), s in zip(self.cells(cell_means).items(), self.shapes)}
+
+    def cells(self, cell_values) -> dict[int, np.ndarray]:
+        """Per chosen factor id: its rows of ``cell_values`` (``[N, ...]``), one per table cell."""
         return {
-            fid: cell_means[o : o + int(np.prod(s))].reshape(s)
-            for fid, o, s in zip(self.factor_ids, self.offsets, self.shapes)
+            fid: cell_values[o : o + int(np.prod(s))] for fid, o, s in zip(self.factor_ids, self.offsets, self.shapes)
         }
 
 
@@ -182,5 +185,9 @@ def cell_probabilities(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:
 
 def scope_cell_log_means(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:
     """Log of the chain average of each cell's probability, ``[N]``."""
-    log_p = cell_log_probabilities(plan, flat, x, n_segments)
-    return jax.nn.logsumexp(log_p, axis=1) - jnp.log(x.shape[1])
+    return chain_log_mean(cell_log_probabilities(plan, flat, x, n_segments))
+
+
+def chain_log_mean(log_p) -> jax.Array:
+    """``log mean_c exp(log_p[:, c])``, ``[N]`` from per-chain log probabilities ``[N, C]``."""
+    return jax.nn.logsumexp(log_p, axis=1) - jnp.log(log_p.shape[1])

@@ -43,7 +43,7 @@ from .features import (
 )
 from .graph import FactorGraph
 from .polish import denominators, newton_step, scaled_gradient, scaled_gradient_norm
-from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, flat_tables, scope_cell_log_means
+from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, cell_log_probabilities, chain_log_mean, flat_tables
 from .mcmc.kernels import (
     SWEEP_COMPILER_OPTIONS,
     HostPlan,
@@ -282,7 +282,9 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
     (zeros when ``scope`` is None), with ``covariance`` the sum over evaluations of
     the chains' feature covariance ``[K, K]`` (else a zero), and with ``spread`` each
     chain's sum of its feature values ``[K, C]`` (else a zero): over sweeps, or over
-    evaluations where :func:`_values_every_sweep` is false.
+    evaluations where :func:`_values_every_sweep` is false; with ``spread`` and a
+    ``scope``, also each chain's sum over evaluations of its scope cell probabilities
+    ``[N, C]`` (else a zero).
     """
     tables = factor_tables(static, objective, state.params)
     rows = make_rows(plan, static.shape, tables)
@@ -294,7 +296,7 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
         return (x, acc, values + chain_values(objective, x, static.shape.n_states)), None
 
     def body(carry, i):
-        x, acc, cells, cov, values = carry
+        x, acc, cells, cov, values, chain_cells = carry
         counter = state.counter + i * every
         if spread and _values_every_sweep(objective):
             sweeps = counter + jnp.arange(every, dtype=jnp.uint32)
@@ -305,19 +307,24 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
             if spread:
                 values = values + chain_values(objective, x, static.shape.n_states)
         if scope is not None:
-            cells = jnp.logaddexp(cells, scope_cell_log_means(scope, flat, x, n_segments))
+            log_p = cell_log_probabilities(scope, flat, x, n_segments)
+            cells = jnp.logaddexp(cells, chain_log_mean(log_p))
+            if spread:
+                chain_cells = chain_cells + jnp.exp(log_p)
         if covariance:
             cov = cov + _chain_statistics(objective, x, static.shape.n_states)[1]
-        return (x, acc, cells, cov, values), None
+        return (x, acc, cells, cov, values, chain_cells), None
 
     cells = jnp.full(() if scope is None else scope.segment.shape, -jnp.inf, jnp.float32)
     k = objective.target.shape[0] if covariance else 0
     cov = jnp.zeros((k, k) if covariance else (), jnp.float32)
     values = jnp.zeros((objective.target.shape[0], state.x.shape[1]) if spread else (), jnp.float32)
+    chain_cells = jnp.zeros((scope.segment.shape[0], state.x.shape[1]) if spread and scope is not None else (),
+                            jnp.float32)
     steps = jnp.arange(n_evaluations, dtype=jnp.uint32)
-    carry = (state.x, zero_accumulators(static.shape), cells, cov, values)
-    (x, acc, cells, cov, values), _ = jax.lax.scan(body, carry, steps)
-    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells, cov, values
+    carry = (state.x, zero_accumulators(static.shape), cells, cov, values, chain_cells)
+    (x, acc, cells, cov, values, chain_cells), _ = jax.lax.scan(body, carry, steps)
+    return state._replace(x=x, counter=state.counter + n_evaluations * every), acc, cells, cov, values, chain_cells
 
 
 # -- host side ---------------------------------------------------------------------
@@ -433,23 +440,37 @@ class FinalEstimate(NamedTuple):
     total_sweeps: int  # sweeps run, burn-in included
 
 
-def _chain_stderr(model: SMMModel, values, n_reads: int, table_moments, skip_factors) -> float:
+def _chain_stderr(model: SMMModel, chain_means, table_moments) -> float:
     """Largest standard error over constraints of the final means, in report units.
 
-    Each chain's average of a feature over its ``n_reads`` reads is one independent draw,
-    however slowly the chain mixes, so their spread over chains gives the error of the
-    chains' mean, autocorrelation included. It is an upper bound for the
-    Rao-Blackwellised means the report uses. Ratios are divided by ``P(C)``; the
-    factors the scope estimator measures (``skip_factors``) are left out.
+    ``chain_means[k, c]`` is chain ``c``'s own average of constraint ``k``'s feature:
+    one independent draw per chain, however slowly the chain mixes, so their spread
+    over chains gives the error of the chains' mean, autocorrelation included (an
+    upper bound for the Rao-Blackwellised means). Ratios are divided by ``P(C)``.
+    """
+    if chain_means.shape[1] < 2:
+        return 0.0
+    stderr = chain_means.std(axis=1, ddof=1) / math.sqrt(chain_means.shape[1])
+    scale = np.maximum(denominators(model.targets, table_moments), 1e-12)
+    return float(np.max(stderr / scale, initial=0.0))
+
+
+def _chain_means(model: SMMModel, values, n_reads: int, chain_cells, n_evaluations: int,
+                 scope_plan: HostScopePlan | None) -> np.ndarray:
+    """Each chain's average of every constraint's feature, ``[K, C]``.
+
+    From the feature values read along the chain, except for the factors the scope
+    estimator measures: there from the chain's average scope cell probabilities, the
+    quantity that estimator averages over chains.
     """
     targets = model.targets
-    keep = np.array([c.factor_id not in skip_factors for c in targets.constraints])
-    if not keep.any() or values.shape[1] < 2:
-        return 0.0
-    means = np.asarray(values, np.float64)[: len(keep)] / n_reads  # [K, C]
-    stderr = means.std(axis=1, ddof=1) / math.sqrt(means.shape[1])
-    scale = np.maximum(denominators(targets, table_moments), 1e-12)
-    return float(np.max((stderr / scale)[keep]))
+    means = np.asarray(values, np.float64)[: len(targets.constraints)] / n_reads
+    if scope_plan is not None:
+        cells = scope_plan.cells(np.asarray(chain_cells, np.float64) / n_evaluations)
+        for k, c in enumerate(targets.constraints):
+            if c.factor_id in cells:
+                means[k] = c.feature.reshape(-1) @ cells[c.factor_id]
+    return means
 
 
 def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, objective, state,
@@ -472,7 +493,6 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
         state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, False, state)
         total_sweeps += n_burn * every
     spread = isinstance(objective, MomentObjective)
-    skip = set(scope_plan.factor_ids) if scope_plan is not None else set()
     n_batch = math.ceil(config.final_sweeps / every)
     sums = None
     n_evaluations = 0
@@ -483,12 +503,12 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
         if sums is None:
             sums = batch
         else:  # moments add; the scope estimator's cell means add in logs
-            acc, cells, cov, values = sums
+            acc, cells, cov, values, chain_cells = sums
             sums = (jax.tree.map(np.add, acc, batch[0]), np.logaddexp(cells, batch[1]), cov + batch[2],
-                    values + batch[3])
+                    values + batch[3], chain_cells + batch[4])
         n_evaluations += n_batch
         total_sweeps += n_batch * every
-        acc, cells, cov, values = sums
+        acc, cells, cov, values, chain_cells = sums
         sweeps = float(acc.sweeps)
         moments = np.asarray(acc.moments, np.float64) / sweeps
         table_moments = unpad_tables(model.layout, model.graph, moment_rows_to_tables_host(static.shape, moments))
@@ -497,7 +517,8 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
                 table_moments[fid] = table
         if spread:
             n_reads = n_evaluations * every if _values_every_sweep(objective) else n_evaluations
-            stderr = _chain_stderr(model, values, n_reads, table_moments, skip)
+            chain_means = _chain_means(model, values, n_reads, chain_cells, n_evaluations, scope_plan)
+            stderr = _chain_stderr(model, chain_means, table_moments)
         else:
             stderr = float("nan")
         if not stderr > config.final_tolerance or (n_evaluations + n_batch) * every > config.max_final_sweeps:

@@ -7,7 +7,9 @@ import pytest
 from calibrated_response_plugins.constraints import ConstraintSet
 from calibrated_response_smm.adapters import graph_from_constraints
 from calibrated_response_smm import training
-from calibrated_response_smm.training import SMMModel, _chain_stderr
+from calibrated_response_smm.scope_moments import build_scope_plan
+from calibrated_response_smm.training import SMMModel, _chain_means, _chain_stderr
+from test_scope_moments import rare_condition_problem
 from conftest import assert_matches_brute_force, binary_domain, constraint, fit_constraints
 
 
@@ -59,11 +61,39 @@ def test_chain_stderr_is_the_spread_of_chain_averages(small_binary_problem):
     model = SMMModel.build(adapted.graph, adapted.targets, 64)
     rng = np.random.default_rng(0)
     k = len(adapted.targets.constraints)
-    values = rng.normal(size=(k, 64)) * 3.0  # sums over 3 evaluations
+    values = rng.normal(size=(k, 64)) * 3.0  # sums over 3 reads
     uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
-    expected = (values / 3.0).std(axis=1, ddof=1) / 8.0
-    # no ratio among the kept constraints has P(C) < 1 except a_given_b (P(b) = 1/2 here)
-    scale = np.array([0.5 if c.denominator is not None else 1.0 for c in adapted.targets.constraints])
-    assert _chain_stderr(model, values, 3, uniform, set()) == np.max(expected / scale)
-    skipped = {adapted.targets.constraints[int(np.argmax(expected / scale))].factor_id}
-    assert _chain_stderr(model, values, 3, uniform, skipped) < np.max(expected / scale)
+    means = _chain_means(model, values, 3, None, 1, None)
+    np.testing.assert_allclose(means, values / 3.0)
+    expected = (values / 3.0).std(axis=1, ddof=1) / 8.0  # 64 chains
+    assert _chain_stderr(model, means, uniform) == pytest.approx(np.max(expected), rel=1e-12)
+
+
+def test_chain_stderr_of_a_ratio_is_in_report_units():
+    problem = rare_condition_problem()
+    adapted = graph_from_constraints(problem)
+    model = SMMModel.build(adapted.graph, adapted.targets, 16)
+    constraints = adapted.targets.constraints
+    means = np.zeros((len(constraints), 16))
+    ratio = next(k for k, c in enumerate(constraints) if c.denominator is not None)
+    means[ratio] = np.arange(16.0)
+    uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
+    p_condition = float(np.sum(uniform[constraints[ratio].factor_id] * constraints[ratio].denominator))
+    expected = np.arange(16.0).std(ddof=1) / 4.0 / p_condition
+    assert _chain_stderr(model, means, uniform) == pytest.approx(expected, rel=1e-12)
+
+
+def test_scope_factors_take_their_chain_means_from_the_scope_cells(small_binary_problem):
+    adapted = graph_from_constraints(small_binary_problem)
+    model = SMMModel.build(adapted.graph, adapted.targets, 64)
+    constraints = adapted.targets.constraints
+    pair = next(k for k, c in enumerate(constraints) if len(model.graph.factors[c.factor_id].var_ids) == 2)
+    scope_plan = build_scope_plan(model.graph, model.layout, [constraints[pair].factor_id])
+    rng = np.random.default_rng(1)
+    chain_cells = rng.random((scope_plan.arrays["segment"].shape[0], 64)) * 5.0  # sums over 5 evaluations
+    values = rng.normal(size=(len(constraints), 64))
+    means = _chain_means(model, values, 2, chain_cells, 5, scope_plan)
+    cells = chain_cells[: constraints[pair].feature.size] / 5.0  # the factor's cells come first
+    np.testing.assert_allclose(means[pair], constraints[pair].feature.reshape(-1) @ cells)
+    others = [k for k, c in enumerate(constraints) if c.factor_id != constraints[pair].factor_id]
+    np.testing.assert_allclose(means[others], values[others] / 2.0)

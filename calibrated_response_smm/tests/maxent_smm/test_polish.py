@@ -71,3 +71,18 @@ def test_polish_makes_a_rare_condition_residual_match_maxent(shared_cases):
     # the project's 0.02 on residuals needs lambda to ~0.02; the averaged multipliers
     # alone miss by ~0.06 on this seed
     assert max(gaps) <= 0.02
+
+
+def test_scaled_gradient_norm_survives_a_vanishing_condition():
+    problem = rare_condition_problem()
+    adapted = graph_from_constraints(problem)
+    targets = adapted.targets
+    ratio = next(k for k, c in enumerate(targets.constraints) if c.denominator is not None)
+    tables = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
+    condition = targets.constraints[ratio]
+    tables[condition.factor_id] = np.where(condition.denominator > 0, 1e-300, tables[condition.factor_id])
+    lambdas = np.zeros(len(targets.constraints))
+    lambdas[ratio] = 1.0  # its residual is then -s^2 = -1e-3
+    # a P(C) of 1e-300 scales that residual to ~1e297: its square overflows float64
+    norm = scaled_gradient_norm(targets, lambdas, tables)
+    assert np.isfinite(norm) and norm > 1e290
