@@ -19,6 +19,7 @@ import attrs
 from calibrated_response_plugins import DistributionBuilder, load_problem
 
 from calibrated_response_maxent.model import count_joint_states
+from outcomes import status_counts
 
 DEFAULT_CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
 
@@ -77,11 +78,7 @@ def summarise(outcomes: list[CaseOutcome]) -> dict[str, float | int]:
     fitted = [o for o in outcomes if o.status == "fitted"]
     times = [o.seconds for o in fitted]
     return {
-        "cases": len(outcomes),
-        "fitted": len(fitted),
-        "converged": sum(o.converged for o in fitted),
-        "refused": sum(o.status == "refused" for o in outcomes),
-        "errors": sum(o.status == "error" for o in outcomes),
+        **status_counts(outcomes),
         "median_seconds": statistics.median(times) if times else float("nan"),
         "max_seconds": max(times) if times else float("nan"),
         "total_seconds": sum(times),

@@ -49,7 +49,8 @@ from calibrated_response_smm.features import build_layout, graph_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable
 from calibrated_response_smm.mcmc import kernels, sharding
 from calibrated_response_smm.targets import TableTargets
-from calibrated_response_smm.training import SMMModel, Static, init_state, run_chunk
+from calibrated_response_smm.training import SMMModel, Static, init_state
+from synthetic import smm_chunk_driver
 
 CASE = Path(__file__).resolve().parents[1] / "examples" / "problems" / "lumina_probiotic.json"  # 5 variables
 
@@ -167,13 +168,8 @@ def large_iteration():
     state = init_state(static, plan, objective, config.num_chains, jnp.asarray(kernels.seed_words(0)))
     one = np.ones(1, np.float32) * config.learning_rate
     zero = np.zeros(1, np.float32)
-    carried = [state]
-
-    def run():  # run_chunk takes over the state's buffers: carry the new one forward
-        carried[0] = run_chunk(static, plan, objective, carried[0], one, zero)[0]
-        return jax.block_until_ready(carried[0])
-
-    return setup, run, model
+    chunk = smm_chunk_driver(static, plan, objective, state, one, zero)
+    return setup, lambda: jax.block_until_ready(chunk()[0]), model
 
 
 def large_peak_memory() -> dict:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrated_response_plugins import DistributionBuilder, load_problem  # noqa: E402
 from calibrated_response_plugins.registry import installed_backends  # noqa: E402
 
+from outcomes import status_counts  # noqa: E402
 from synthetic import (  # noqa: E402
     SYNTHETIC_SIZES,
     backend_device,
@@ -217,11 +218,7 @@ def timing(results: Sequence[CaseResult], backend: str) -> dict:
     mine = [r for r in results if r.backend == backend]
     fitted = [r for r in mine if r.status == "fitted"]
     return {
-        "cases": len(mine),
-        "fitted": len(fitted),
-        "converged": sum(r.converged for r in fitted),
-        "refused": sum(r.status == "refused" for r in mine),
-        "errors": sum(r.status == "error" for r in mine),
+        **status_counts(mine),
         "seconds": quantiles([r.seconds for r in fitted]),
         "values": [r.seconds for r in fitted],
         "total_seconds": float(sum(r.seconds for r in fitted)),

@@ -349,13 +349,24 @@ def smm_runner(constraints: ConstraintSet, iterations: int) -> IterationRunner:
     averaging = np.zeros(iterations, dtype=np.float32)
     extra = {"chains": config.num_chains, "sweeps_per_iteration": config.mcmc_steps_per_iteration,
              "optimizer": config.optimizer}
+    return IterationRunner(smm_chunk_driver(static, plan, objective, state, lrs, averaging), iterations, extra)
+
+
+def smm_chunk_driver(static, plan, objective, state, lrs, averaging) -> Callable[[], Any]:
+    """A call running one ``training.run_chunk`` per call from the state the last one left.
+
+    ``run_chunk`` takes over the buffers of the state it is given, so each call passes
+    on the state the previous call returned; it returns ``(state, infos, sums)``.
+    """
+    from calibrated_response_smm import training
+
     carried = [state]
 
-    def run():  # run_chunk takes over the state's buffers: carry the new one forward
+    def run():
         carried[0], infos, total = training.run_chunk(static, plan, objective, carried[0], lrs, averaging)
         return carried[0], infos, total
 
-    return IterationRunner(run, iterations, extra)
+    return run
 
 
 def smm_gibbs_runner(constraints: ConstraintSet, sweeps: int) -> IterationRunner:

@@ -119,6 +119,15 @@ def median_seconds(benchmark) -> float | None:
     return None if stats is None else float(stats.stats.median)
 
 
+def problem_within_limit(synthetic_cache, backend: str, n_variables: int):
+    """The synthetic problem of ``n_variables`` variables; a skip above the backend's size limit."""
+    problem = synthetic_cache.problem(n_variables)
+    reason = size_limit_reason(backend, problem)
+    if reason:
+        pytest.skip(reason)
+    return problem
+
+
 @pytest.mark.parametrize("band", list(CASE_BANDS))
 def test_build_case(benchmark, backend, band, cases_dir):
     path = band_case(cases_dir, band)
@@ -138,10 +147,7 @@ def test_build_case(benchmark, backend, band, cases_dir):
 
 @pytest.mark.parametrize("n_variables", BUILD_SYNTHETIC_SIZES, ids=lambda n: f"{n}vars")
 def test_build_synthetic(benchmark, backend, n_variables, synthetic_cache):
-    problem = synthetic_cache.problem(n_variables)
-    reason = size_limit_reason(backend, problem)
-    if reason:
-        pytest.skip(reason)
+    problem = problem_within_limit(synthetic_cache, backend, n_variables)
     options = short_fit_options(backend)
     builder = DistributionBuilder(problem.variables, problem.estimates, backend=backend, config=options)
     info = warm_build(builder, problem.target_variable)
@@ -156,10 +162,7 @@ def test_build_synthetic(benchmark, backend, n_variables, synthetic_cache):
 
 @pytest.mark.parametrize("n_variables", SYNTHETIC_SIZES, ids=lambda n: f"{n}vars")
 def test_iteration_synthetic(benchmark, backend, n_variables, synthetic_cache):
-    problem = synthetic_cache.problem(n_variables)
-    reason = size_limit_reason(backend, problem)
-    if reason:
-        pytest.skip(reason)
+    problem = problem_within_limit(synthetic_cache, backend, n_variables)
     try:
         runner = iteration_runner(backend, synthetic_cache.constraints(n_variables), iterations_per_call(n_variables))
     except Unsupported as error:

@@ -149,7 +149,8 @@ def _newton_step(objective: MomentObjective, params, grad, values, cov):
     """Damped Newton step on the dual, with an importance-sampled line search.
 
     The direction solves ``(Cov(g) + diag(s^2)) d = grad`` over the multipliers not
-    held at a sign bound (``cov`` a vector of variances: the diagonal system). The step length minimises the dual change
+    held at a sign bound (``cov`` a vector of variances: the diagonal system). The
+    step length minimises the dual change
     ``log E[exp(delta.g)] - delta.c + 1/2 s^2 (|lambda + delta|^2 - |lambda|^2)``
     estimated by reweighting the current chains, among lengths whose weights keep at
     least ``MIN_EFFECTIVE_FRACTION`` of the chains effective (so the estimate, and the
