@@ -24,14 +24,22 @@ class SMMConfig(CoreConfig):
     :param optimizer: ``newton`` (dual Newton step preconditioned by the chains'
         feature covariance; by their variances alone above 1,024 constraints or with
         fewer than 4 chains per constraint), ``adam`` or ``sgd``.
-    :param grad_clip: largest change of one multiplier in one step (None: no clip).
+    :param grad_clip: largest change of one multiplier in one step (None: no limit):
+        the Newton direction is scaled down as a whole to it before its line search,
+        first-order steps are clipped entry by entry. A feature the chains never see has
+        no measured curvature, so its Newton step is the gradient over ``s^2`` and the
+        chains' reweighting cannot check it: 5 nats at most keeps such a step from
+        moving every chain into a state it then cannot leave.
     :param logit_clip: factor table entries are clipped to +/- this.
     :param temperature: conditionals are sampled from ``exp(logits / temperature)``.
     :param tolerance: converged when every moment error is within this plus three
         Monte Carlo standard errors.
     :param averaging_iterations: final iterations with a decaying step whose
         multipliers are averaged (Polyak); the averaged multipliers are the answer.
-    :param burn_in_sweeps: sweeps at the averaged multipliers before the final estimate.
+    :param burn_in_sweeps: sweeps at the averaged multipliers before the final estimate
+        (and before each polish re-estimate): the chains come from the last iterate's
+        multipliers, and where they mix slowly (autocorrelation times of 50-100 sweeps
+        on strongly coupled cases) a short burn-in biases every final mean alike.
     :param final_sweeps: sweeps the final marginals and moments are averaged over, at
         least; batches of as many are added while the standard error of a constraint
         mean (report units, from the spread of the chains' own averages, so slow
@@ -61,12 +69,12 @@ class SMMConfig(CoreConfig):
     mcmc_steps_per_iteration: int = attrs.field(default=2, validator=positive_int)
     learning_rate: float = attrs.field(default=1.0, validator=finite_positive)
     optimizer: str = attrs.field(default="newton", validator=attrs.validators.in_(OPTIMIZERS))
-    grad_clip: float | None = attrs.field(default=20.0, validator=attrs.validators.optional(finite_positive))
+    grad_clip: float | None = attrs.field(default=5.0, validator=attrs.validators.optional(finite_positive))
     logit_clip: float = attrs.field(default=1e4, validator=finite_positive)
     temperature: float = attrs.field(default=1.0, validator=finite_positive)
     tolerance: float = attrs.field(default=2e-3, validator=finite_positive)
     averaging_iterations: int = attrs.field(default=60, validator=non_negative_int)
-    burn_in_sweeps: int = attrs.field(default=10, validator=non_negative_int)
+    burn_in_sweeps: int = attrs.field(default=100, validator=non_negative_int)
     final_sweeps: int = attrs.field(default=60, validator=positive_int)
     final_tolerance: float = attrs.field(default=3e-3, validator=finite_positive)
     max_final_sweeps: int = attrs.field(default=960, validator=positive_int)

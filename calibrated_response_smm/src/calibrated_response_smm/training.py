@@ -42,7 +42,7 @@ from .features import (
     unpad_tables,
 )
 from .graph import FactorGraph
-from .polish import denominators, newton_step, scaled_gradient, scaled_gradient_norm
+from .polish import denominators, feature_means, newton_step, scaled_gradient, scaled_gradient_norm
 from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, cell_log_probabilities, chain_log_mean, flat_tables
 from .mcmc.kernels import (
     SWEEP_COMPILER_OPTIONS,
@@ -58,6 +58,7 @@ from .mcmc.kernels import (
 from .mcmc.sharding import chain_devices, chain_sharding, run_sweeps
 from .targets import (
     MomentObjective,
+    MomentTarget,
     MomentTargets,
     TableTargets,
     ascent,
@@ -145,12 +146,15 @@ LINE_SEARCH_STEPS = 2.0 ** -np.arange(8)  # 1, 1/2, ..., 1/128
 MIN_EFFECTIVE_FRACTION = 0.3
 
 
-def _newton_step(objective: MomentObjective, params, grad, values, cov):
+def _newton_step(objective: MomentObjective, params, grad, values, cov, max_change: float | None = None):
     """Damped Newton step on the dual, with an importance-sampled line search.
 
     The direction solves ``(Cov(g) + diag(s^2)) d = grad`` over the multipliers not
-    held at a sign bound (``cov`` a vector of variances: the diagonal system). The
-    step length minimises the dual change
+    held at a sign bound (``cov`` a vector of variances: the diagonal system), scaled
+    down as a whole so that no multiplier moves by more than ``max_change`` (a trust
+    region: scaling keeps it a descent direction, where clipping entries would not,
+    and the line search then weighs the step that is taken). The step length
+    minimises the dual change
     ``log E[exp(delta.g)] - delta.c + 1/2 s^2 (|lambda + delta|^2 - |lambda|^2)``
     estimated by reweighting the current chains, among lengths whose weights keep at
     least ``MIN_EFFECTIVE_FRACTION`` of the chains effective (so the estimate, and the
@@ -164,6 +168,8 @@ def _newton_step(objective: MomentObjective, params, grad, values, cov):
         hessian = cov + jnp.diag(objective.s2 + 1e-6)
         hessian = jnp.where(free[:, None] & free[None, :], hessian, jnp.eye(hessian.shape[0]))
         direction = jnp.linalg.solve(hessian, jnp.where(free, grad, 0.0))
+    if max_change is not None:
+        direction = direction * jnp.minimum(1.0, max_change / jnp.maximum(jnp.max(jnp.abs(direction)), 1e-30))
 
     def change(alpha):
         new = project(objective, params + alpha * direction)
@@ -216,7 +222,7 @@ def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr,
         variance = flat * (1.0 - flat)
     opt_state = state.opt_state
     if static.optimizer == "newton":
-        step = _newton_step(objective, state.params, grad, values, cov)
+        step = _newton_step(objective, state.params, grad, values, cov, static.grad_clip)
     elif static.optimizer == "adam":
         step, opt_state = optax.scale_by_adam().update(grad, state.opt_state, state.params)
     else:
@@ -273,19 +279,20 @@ def run_chunk(static: Static, plan: SweepPlan, objective, state: TrainState, lrs
     return state, infos, total
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8), compiler_options=SWEEP_COMPILER_OPTIONS)
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7), compiler_options=SWEEP_COMPILER_OPTIONS)
 def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan | None, n_segments: int,
-                   n_evaluations: int, every: int, covariance: bool, spread: bool, state: TrainState):
+                   n_evaluations: int, every: int, covariance: bool, spread: MomentObjective | None,
+                   state: TrainState):
     """``n_evaluations * every`` sweeps at fixed parameters (no dual step).
 
     Returns the new state, the sweeps' Rao-Blackwellised sums, the sum over
     evaluations (one after every ``every`` sweeps) of the scope estimator's cell means
     (zeros when ``scope`` is None), with ``covariance`` the sum over evaluations of
-    the chains' feature covariance ``[K, K]`` (else a zero), and with ``spread`` each
-    chain's sum of its feature values ``[K, C]`` (else a zero): over sweeps, or over
-    evaluations where :func:`_values_every_sweep` is false; with ``spread`` and a
-    ``scope``, also each chain's sum over evaluations of its scope cell probabilities
-    ``[N, C]`` (else a zero).
+    the chains' feature covariance ``[K, K]`` (else a zero), and with a ``spread``
+    objective (:func:`spread_targets`) each chain's sum of its feature values ``[K', C]``
+    (else a zero): over sweeps, or over evaluations where :func:`_values_every_sweep`
+    is false; with ``spread`` and a ``scope``, also each chain's sum over evaluations of
+    its scope cell probabilities ``[N, C]`` (else a zero).
     """
     tables = factor_tables(static, objective, state.params)
     rows = make_rows(plan, static.shape, tables)
@@ -294,23 +301,23 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
     def sweep_and_count(carry, counter):  # one sweep, then every chain's feature values
         x, acc, values = carry
         x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, 1, temperature=static.temperature)
-        return (x, acc, values + chain_values(objective, x, static.shape.n_states)), None
+        return (x, acc, values + chain_values(spread, x, static.shape.n_states)), None
 
     def body(carry, i):
         x, acc, cells, cov, values, chain_cells = carry
         counter = state.counter + i * every
-        if spread and _values_every_sweep(objective):
+        if spread is not None and _values_every_sweep(objective):
             sweeps = counter + jnp.arange(every, dtype=jnp.uint32)
             (x, acc, values), _ = jax.lax.scan(sweep_and_count, (x, acc, values), sweeps)
         else:
             x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, every,
                                 temperature=static.temperature)
-            if spread:
-                values = values + chain_values(objective, x, static.shape.n_states)
+            if spread is not None:
+                values = values + chain_values(spread, x, static.shape.n_states)
         if scope is not None:
             log_p = cell_log_probabilities(scope, flat, x, n_segments)
             cells = jnp.logaddexp(cells, chain_log_mean(log_p))
-            if spread:
+            if spread is not None:
                 chain_cells = chain_cells + jnp.exp(log_p)
         if covariance:
             cov = cov + _chain_statistics(objective, x, static.shape.n_states)[1]
@@ -319,8 +326,8 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
     cells = jnp.full(() if scope is None else scope.segment.shape, -jnp.inf, jnp.float32)
     k = objective.target.shape[0] if covariance else 0
     cov = jnp.zeros((k, k) if covariance else (), jnp.float32)
-    values = jnp.zeros((objective.target.shape[0], state.x.shape[1]) if spread else (), jnp.float32)
-    chain_cells = jnp.zeros((scope.segment.shape[0], state.x.shape[1]) if spread and scope is not None else (),
+    values = jnp.zeros((spread.target.shape[0], state.x.shape[1]) if spread is not None else (), jnp.float32)
+    chain_cells = jnp.zeros((scope.segment.shape[0], state.x.shape[1]) if spread is not None and scope is not None else (),
                             jnp.float32)
     steps = jnp.arange(n_evaluations, dtype=jnp.uint32)
     carry = (state.x, zero_accumulators(static.shape), cells, cov, values, chain_cells)
@@ -441,34 +448,55 @@ class FinalEstimate(NamedTuple):
     total_sweeps: int  # sweeps run, burn-in included
 
 
+def spread_targets(targets: MomentTargets) -> MomentTargets:
+    """The constraints, then one row per ratio constraint: its denominator ``1_C``.
+
+    The final estimate reads each chain's average of these features: a ratio's
+    reported value ``E[num] / E[den]`` carries the error of its denominator too.
+    """
+    extra = [MomentTarget(c.factor_id, c.denominator, 0.0, 1.0) for c in targets.constraints if c.denominator is not None]
+    return MomentTargets(tuple(targets.constraints) + tuple(extra))
+
+
 def _chain_stderr(model: SMMModel, chain_means, table_moments) -> float:
     """Largest standard error over constraints of the final means, in report units.
 
-    ``chain_means[k, c]`` is chain ``c``'s own average of constraint ``k``'s feature:
-    one independent draw per chain, however slowly the chain mixes, so their spread
-    over chains gives the error of the chains' mean, autocorrelation included (an
-    upper bound for the Rao-Blackwellised means). Ratios are divided by ``P(C)``.
+    ``chain_means[k, c]`` is chain ``c``'s own average of feature ``k`` of
+    :func:`spread_targets`: one independent draw per chain, however slowly the chain
+    mixes, so their spread over chains gives the error of the chains' mean,
+    autocorrelation included (an upper bound for the Rao-Blackwellised means). A ratio
+    ``r = E[num] / E[den]`` (with ``g = num - t den``) is linearised per chain,
+    ``(g - (r - t) den) / E[den]``, with ``r - t = E[g] / E[den]``: where the fitted
+    ratio is far from its target ``t``, the denominator's error counts as much as the
+    feature's.
     """
     if chain_means.shape[1] < 2:
         return 0.0
-    stderr = chain_means.std(axis=1, ddof=1) / math.sqrt(chain_means.shape[1])
-    scale = np.maximum(denominators(model.targets, table_moments), 1e-12)
+    targets = model.targets
+    n = len(targets.constraints)
+    scale = np.maximum(denominators(targets, table_moments), 1e-12)
+    linear = np.array(chain_means[:n], np.float64)
+    ratios = [k for k, c in enumerate(targets.constraints) if c.denominator is not None]
+    if ratios:
+        offset = feature_means(targets, table_moments)[ratios] / scale[ratios]
+        linear[ratios] -= offset[:, None] * chain_means[n : n + len(ratios)]
+    stderr = linear.std(axis=1, ddof=1) / math.sqrt(chain_means.shape[1])
     return float(np.max(stderr / scale, initial=0.0))
 
 
 def _chain_means(model: SMMModel, values, n_reads: int, chain_cells, n_evaluations: int,
                  scope_plan: HostScopePlan | None) -> np.ndarray:
-    """Each chain's average of every constraint's feature, ``[K, C]``.
+    """Each chain's average of every feature of :func:`spread_targets`, ``[K', C]``.
 
     From the feature values read along the chain, except for the factors the scope
     estimator measures: there from the chain's average scope cell probabilities, the
     quantity that estimator averages over chains.
     """
-    targets = model.targets
-    means = np.asarray(values, np.float64)[: len(targets.constraints)] / n_reads
+    features = spread_targets(model.targets).constraints
+    means = np.asarray(values, np.float64)[: len(features)] / n_reads
     if scope_plan is not None:
         cells = scope_plan.cells(np.asarray(chain_cells, np.float64) / n_evaluations)
-        for k, c in enumerate(targets.constraints):
+        for k, c in enumerate(features):
             if c.factor_id in cells:
                 means[k] = c.feature.reshape(-1) @ cells[c.factor_id]
     return means
@@ -491,15 +519,16 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
     total_sweeps = 0
     if config.burn_in_sweeps:
         n_burn = math.ceil(config.burn_in_sweeps / every)
-        state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, False, state)
+        state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, None, state)
         total_sweeps += n_burn * every
     spread = isinstance(objective, MomentObjective)
+    spread_objective = moment_objective(model.layout, spread_targets(model.targets)) if spread else None
     n_batch = math.ceil(config.final_sweeps / every)
     sums = None
     n_evaluations = 0
     while True:
         state, *batch = estimate_chunk(static, plan, objective, scope, n_segments, n_batch, every, covariance,
-                                       spread, state)
+                                       spread_objective, state)
         batch = jax.device_get(batch)
         if sums is None:
             sums = batch

@@ -74,12 +74,37 @@ def test_chain_stderr_of_a_ratio_is_in_report_units():
     adapted = graph_from_constraints(problem)
     model = SMMModel.build(adapted.graph, adapted.targets, 16)
     constraints = adapted.targets.constraints
-    means = np.zeros((len(constraints), 16))
+    n = len(constraints)
     ratio = next(k for k, c in enumerate(constraints) if c.denominator is not None)
-    means[ratio] = np.arange(16.0)
+    assert sum(c.denominator is not None for c in constraints) == 1
     uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
     p_condition = float(np.sum(uniform[constraints[ratio].factor_id] * constraints[ratio].denominator))
+    means = np.zeros((n + 1, 16))  # the constraints, then the ratio's denominator
+    means[ratio] = np.arange(16.0)
+    means[n] = 0.5  # a denominator equal in every chain adds nothing
     expected = np.arange(16.0).std(ddof=1) / 4.0 / p_condition
+    assert _chain_stderr(model, means, uniform) == pytest.approx(expected, rel=1e-12)
+
+
+def test_chain_stderr_of_a_ratio_counts_its_denominator():
+    """``r = E[num] / E[den]`` off its target ``t``: chains that agree on ``g = num - t den``
+    but not on ``den`` disagree on ``r`` (delta method: ``(g - (r - t) den) / E[den]``)."""
+    problem = rare_condition_problem()
+    adapted = graph_from_constraints(problem)
+    model = SMMModel.build(adapted.graph, adapted.targets, 16)
+    constraints = adapted.targets.constraints
+    n = len(constraints)
+    ratio = next(k for k, c in enumerate(constraints) if c.denominator is not None)
+    uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
+    c = constraints[ratio]
+    p_condition = float(np.sum(uniform[c.factor_id] * c.denominator))
+    r_minus_t = float(np.sum(uniform[c.factor_id] * c.feature)) / p_condition
+    assert abs(r_minus_t) > 0.1  # the uniform model is far from this ratio's target
+    den = np.linspace(0.5, 1.5, 16) * p_condition
+    means = np.zeros((n + 1, 16))
+    means[ratio] = 0.25  # g equal in every chain
+    means[n] = den
+    expected = abs(r_minus_t) * den.std(ddof=1) / 4.0 / p_condition
     assert _chain_stderr(model, means, uniform) == pytest.approx(expected, rel=1e-12)
 
 

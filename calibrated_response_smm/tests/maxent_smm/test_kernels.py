@@ -66,6 +66,7 @@ def test_sweep_moments_match_enumeration(make_graph, num_chains, staged, monkeyp
         return kernels.run_sweeps(plan, rows, x, seed, counter, kernels.zero_accumulators(layout.shape), n_sweeps)
 
     assert (len(plan.stages) > 1) == staged
+    assert any(np.any(np.asarray(stage.pair_flip)) for stage in plan.stages)  # pivots on both scope positions
     x, _ = run(x, jnp.uint32(0))
     x, acc = run(x, jnp.uint32(n_sweeps))
     moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))
@@ -79,6 +80,19 @@ def test_sweep_moments_match_enumeration(make_graph, num_chains, staged, monkeyp
     for i, size in enumerate(graph.sizes):
         expected = joint.sum(axis=tuple(j for j in range(graph.n_vars) if j != i))
         np.testing.assert_allclose(marginals[i, :size], expected, atol=0.005)
+
+
+def test_balanced_pivots_bound_every_variables_pivot_count():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        scopes = rng.integers(0, n, size=(int(rng.integers(1, 120)), 2))
+        scopes = scopes[scopes[:, 0] != scopes[:, 1]]  # repeated pairs stay: a graph may have them
+        pivot = kernels.balanced_pivots(scopes, n)
+        assert set(np.unique(pivot)) <= {0, 1}
+        degree = np.bincount(scopes.reshape(-1), minlength=n)
+        pivots = np.bincount(scopes[np.arange(len(scopes)), pivot], minlength=n)
+        assert np.all(pivots <= (degree + 1) // 2)
 
 
 def test_local_energy_delta_matches_full_energy():

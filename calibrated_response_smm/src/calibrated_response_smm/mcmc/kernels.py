@@ -22,8 +22,10 @@ of vector multiply-adds over the chains. Each site draws one uniform from a
 counter-based hash and inverts the CDF. Padding entries are the dummy variable,
 whose base logits pin it to state 0.
 
-Rao-Blackwellised moments: a factor's pivot (its first scope variable) adds its
-conditional probabilities to the table row its other variables' states select. A
+Rao-Blackwellised moments: a factor's pivot adds its conditional probabilities to
+the table row its other variables' states select. A triple's pivot is its first
+scope variable; pairs are oriented so that no variable pivots more than half its
+pairs (rounded up), since a block pays for its largest pivot count in every slot. A
 block sums these over its chains into block-local tables (a segment sum per pivot
 slot, in cache); the scan stacks them per block, and only once per
 :func:`run_sweeps` call are they moved to the moment-row layout, by one row gather.
@@ -75,6 +77,7 @@ class Stage(NamedTuple):
     triple_o2: jax.Array  # i32[n_blocks, b, D3]: second other variable (weighted by 1)
     unary_moment: jax.Array  # i32[n_blocks, b, P1]: M row of the variable's unary factors (trash: padding)
     pair_moment: jax.Array  # i32[n_blocks, b, P2]: M row at other state 0 (trash block: not a pivot)
+    pair_flip: jax.Array  # bool[n_blocks, b, P2]: the pivot is the pair's second variable (sums transposed)
     triple_moment: jax.Array  # i32[n_blocks, b, P3]
 
 
@@ -141,13 +144,54 @@ class _Slots(NamedTuple):
     o1: np.ndarray  # other variables (o1 = dummy for pairs)
     o2: np.ndarray
     moment: np.ndarray  # M row base where the slot is its factor's pivot, else the trash block
+    flip: np.ndarray  # the slot is its factor's pivot at scope position 1
     rank: np.ndarray  # position among the variable's slots
     degree: np.ndarray  # slots per variable [V + 1]
     pivots: np.ndarray  # pivot slots per variable [V + 1]
 
 
+def balanced_pivots(scopes: np.ndarray, n_vars: int) -> np.ndarray:
+    """Scope position (0 or 1) of each pair's pivot: at most ``ceil(d / 2)`` pivots per variable of ``d`` pairs.
+
+    Odd-degree variables are joined two by two by virtual pairs, so every degree is
+    even; a trail then leaves every variable as often as it enters, and following
+    unused pairs from any variable closes a trail there. Each pair's pivot is the
+    variable the trail enters. One pass over the pairs (a host loop, like a colouring).
+    """
+    first, second = scopes[:, 0], scopes[:, 1]
+    degree = np.bincount(scopes.reshape(-1), minlength=n_vars)
+    odd = np.nonzero(degree % 2)[0]
+    tails = np.concatenate([first, odd[0::2], second, odd[1::2]])
+    heads = np.concatenate([second, odd[1::2], first, odd[0::2]])
+    n_edges = len(tails) // 2
+    order = np.argsort(tails, kind="stable")
+    neighbour = heads[order].tolist()
+    edge = (order % n_edges).tolist()
+    ends = np.cumsum(np.bincount(tails, minlength=n_vars))
+    next_slot = (ends - np.bincount(tails, minlength=n_vars)).tolist()
+    ends = ends.tolist()
+    used = bytearray(n_edges)
+    entered = [0] * n_edges
+    for start in range(n_vars):
+        v = start
+        while True:  # walk unused pairs until the trail closes at ``start``
+            p, stop = next_slot[v], ends[v]
+            while p < stop and used[edge[p]]:
+                p += 1
+            next_slot[v] = p
+            if p == stop:
+                break
+            e = edge[p]
+            used[e] = 1
+            v = entered[e] = neighbour[p]
+    return (np.asarray(entered[: len(first)]) == second).astype(np.int64)
+
+
 def _slots(layout: TableLayout, arity: int) -> _Slots:
-    """Every (factor, scope position) of the real factors of ``arity``, vectorised."""
+    """Every (factor, scope position) of the real factors of ``arity``, vectorised.
+
+    The pivot is scope position 0, or for pairs the :func:`balanced_pivots` one.
+    """
     dummy, n = layout.dummy, layout.dummy + 1
     b = layout.buckets[arity - 1]
     real = np.nonzero(b.factor_ids >= 0)[0]
@@ -159,14 +203,17 @@ def _slots(layout: TableLayout, arity: int) -> _Slots:
     others = np.concatenate(others, axis=0)  # [a * F, a - 1]
     o1 = others[:, 0] if arity == 3 else np.full(len(var), dummy)
     o2 = others[:, -1] if arity > 1 else np.full(len(var), dummy)
-    moment = np.where(pos == 0, np.tile(b.moment_base[real], arity), layout.trash_row)
-    order = np.lexsort((pos != 0, var))  # by variable, pivots first
-    var, row, o1, o2, moment = var[order], row[order], o1[order], o2[order], moment[order]
+    pivot = balanced_pivots(scopes, n) if arity == 2 else np.zeros(len(real), np.int64)
+    is_pivot = pos == np.tile(pivot, arity)
+    moment = np.where(is_pivot, np.tile(b.moment_base[real], arity), layout.trash_row)
+    flip = is_pivot & (pos == 1)
+    order = np.lexsort((~is_pivot, var))  # by variable, pivots first
+    var, row, o1, o2, moment, flip = (a[order] for a in (var, row, o1, o2, moment, flip))
     degree = np.bincount(var, minlength=n)
     pivots = np.bincount(var[moment != layout.trash_row], minlength=n)
     start = np.concatenate([[0], np.cumsum(degree)[:-1]])
     rank = np.arange(len(var)) - start[var]
-    return _Slots(var, row, o1, o2, moment, rank, degree, pivots)
+    return _Slots(var, row, o1, o2, moment, flip, rank, degree, pivots)
 
 
 def _round_degree(d: np.ndarray) -> np.ndarray:
@@ -228,11 +275,13 @@ def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, b, layout, 
         o1 = _fill(shape, dummy, (k, l, r), slots.o1[keep])
         o2 = _fill(shape, dummy, (k, l, r), slots.o2[keep])
         first = r < P
-        moment = _fill((n_blocks, b, P), trash, (k[first], l[first], r[first]), slots.moment[keep][first])
-        return row, o1, o2, moment
+        at = (k[first], l[first], r[first])
+        moment = _fill((n_blocks, b, P), trash, at, slots.moment[keep][first])
+        flip = _fill((n_blocks, b, P), 0, at, slots.flip[keep][first]).astype(bool)
+        return row, o1, o2, moment, flip
 
-    pair_row, _, pair_other, pair_moment = slot_maps(pairs, D2, P2)
-    triple_row, triple_o1, triple_o2, triple_moment = slot_maps(triples, D3, P3)
+    pair_row, _, pair_other, pair_moment, pair_flip = slot_maps(pairs, D2, P2)
+    triple_row, triple_o1, triple_o2, triple_moment, _ = slot_maps(triples, D3, P3)
     unary_moment = slot_maps(unaries, P1, P1)[3]
     vars_ = _fill((n_blocks, b), dummy, (block, local), members)
     return dict(
@@ -245,6 +294,7 @@ def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, b, layout, 
         triple_o2=triple_o2,
         unary_moment=unary_moment,
         pair_moment=pair_moment,
+        pair_flip=pair_flip,
         triple_moment=triple_moment,
     )
 
@@ -511,9 +561,11 @@ def block_sums(blk: Stage, look: _Lookups, probs, scale) -> StageSums:
     S = probs.shape[-1]
     P1, P2, P3 = (m.shape[-1] for m in (blk.unary_moment, blk.pair_moment, blk.triple_moment))
     marginal = probs.sum(axis=1) * scale  # [b, S]
+    pair = _pivot_moments(look.pair_other[:, :P2], probs, S) * scale  # [b, P2, other, pivot]
+    pair = jnp.where(blk.pair_flip[..., None, None], jnp.swapaxes(pair, -1, -2), pair)  # M rows: [second, first]
     return StageSums(
         jnp.broadcast_to(marginal[:, None], (marginal.shape[0], P1, S)),
-        _pivot_moments(look.pair_other[:, :P2], probs, S) * scale,
+        pair,
         _pivot_moments(look.triple_offset[:, :P3], probs, S * S) * scale,
         marginal,
     )
