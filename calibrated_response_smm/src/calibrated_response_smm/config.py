@@ -52,9 +52,10 @@ class SMMConfig(CoreConfig):
         averages the exact conditional of its whole scope given the rest of each
         chain (see ``scope_moments``) instead of sampled indicators; 0 turns it off.
     :param scope_every: sweeps between two such scope evaluations.
-    :param polish_steps: where such factors exist, at most this many Newton steps on
-        the dual from the final moments, each re-estimated and kept only if it lowers
-        the dual gradient in report units (see ``polish``); 0 turns it off.
+    :param polish_steps: where such factors exist, or the final means put the
+        multipliers off the optimum, at most this many Newton steps on the dual from
+        the final moments, each re-estimated at its multipliers, a further one only
+        while that estimate is still off the optimum (see ``polish``); 0 turns it off.
     :param devices: local devices the chains are split across (each sweeps its share;
         the moments are averaged over all chains). None: all of them when a sweep has
         at least ``2**20`` site updates (variables x chains) and there are at most

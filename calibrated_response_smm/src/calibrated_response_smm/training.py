@@ -42,7 +42,7 @@ from .features import (
     unpad_tables,
 )
 from .graph import FactorGraph
-from .polish import denominators, feature_means, newton_step, scaled_gradient, scaled_gradient_norm
+from .polish import denominators, feature_means, newton_step, scaled_gradient
 from .scope_moments import HostScopePlan, ScopePlan, build_scope_plan, cell_log_probabilities, chain_log_mean, flat_tables
 from .mcmc.kernels import (
     SWEEP_COMPILER_OPTIONS,
@@ -575,28 +575,24 @@ def _polish(model: SMMModel, config: SMMConfig, static: Static, plan, objective,
             scope_plan: HostScopePlan | None) -> tuple[FinalEstimate, int, int]:
     """Up to ``polish_steps`` Newton steps from the final moments (see :mod:`.polish`).
 
-    Each step is re-estimated at its multipliers and kept only if it lowers the dual
-    gradient in report units; otherwise the previous estimate stands. Returns the
-    estimate, the steps kept and the sweeps all the estimates ran.
+    Each step is taken from the last estimate's moments and re-estimated at its
+    multipliers; a further step only while that estimate is off the optimum
+    (:func:`_off_optimum`). A step is not judged by the re-estimate's gradient: where
+    a ratio's fitted value is far from its target, that gradient carries the
+    denominator's noise magnified (on fbarch_tiny_20 it read 0.0125 at a step that
+    had brought the reported ratio from 0.0215 to 0.0014 of the exact one).
+    Returns the last estimate, the steps taken and the sweeps all the estimates ran.
     """
-    targets = model.targets
-    n = len(targets.constraints)
-    params = np.asarray(jax.device_get(estimate.state.params), np.float64)
-    score = scaled_gradient_norm(targets, params[:n], estimate.table_moments)
+    n = len(model.targets.constraints)
     steps = 0
     sweeps = estimate.total_sweeps
-    for _ in range(config.polish_steps):
-        lam = newton_step(targets, params[:n], estimate.table_moments, estimate.covariance)
-        params = params.copy()
-        params[:n] = lam
+    while steps < config.polish_steps and (steps == 0 or _off_optimum(model, config, estimate)):
+        params = np.asarray(jax.device_get(estimate.state.params), np.float64)
+        params[:n] = newton_step(model.targets, params[:n], estimate.table_moments, estimate.covariance)
         state = estimate.state._replace(params=jnp.asarray(params, jnp.float32))
-        trial = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=True)
-        sweeps += trial.total_sweeps
-        trial_params = np.asarray(jax.device_get(trial.state.params), np.float64)
-        trial_score = scaled_gradient_norm(targets, trial_params[:n], trial.table_moments)
-        if not trial_score < score:
-            break
-        estimate, score, params, steps = trial, trial_score, trial_params, steps + 1
+        estimate = _final_estimate(model, config, static, plan, objective, state, scope_plan, covariance=True)
+        sweeps += estimate.total_sweeps
+        steps += 1
     return estimate, steps, sweeps
 
 
