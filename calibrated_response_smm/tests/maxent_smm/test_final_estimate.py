@@ -69,16 +69,21 @@ def test_chain_stderr_is_the_spread_of_chain_averages(small_binary_problem):
     assert _chain_stderr(model, means, uniform) == pytest.approx(np.max(expected), rel=1e-12)
 
 
-def test_chain_stderr_of_a_ratio_is_in_report_units():
-    problem = rare_condition_problem()
-    adapted = graph_from_constraints(problem)
+def _one_ratio_model():
+    """The rare-condition problem's model (16 chains), its one ratio's index and ``P(C)`` under uniform tables."""
+    adapted = graph_from_constraints(rare_condition_problem())
     model = SMMModel.build(adapted.graph, adapted.targets, 16)
     constraints = adapted.targets.constraints
-    n = len(constraints)
-    ratio = next(k for k, c in enumerate(constraints) if c.denominator is not None)
     assert sum(c.denominator is not None for c in constraints) == 1
+    ratio = next(k for k, c in enumerate(constraints) if c.denominator is not None)
     uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
     p_condition = float(np.sum(uniform[constraints[ratio].factor_id] * constraints[ratio].denominator))
+    return model, ratio, uniform, p_condition
+
+
+def test_chain_stderr_of_a_ratio_is_in_report_units():
+    model, ratio, uniform, p_condition = _one_ratio_model()
+    n = len(model.targets.constraints)
     means = np.zeros((n + 1, 16))  # the constraints, then the ratio's denominator
     means[ratio] = np.arange(16.0)
     means[n] = 0.5  # a denominator equal in every chain adds nothing
@@ -89,15 +94,9 @@ def test_chain_stderr_of_a_ratio_is_in_report_units():
 def test_chain_stderr_of_a_ratio_counts_its_denominator():
     """``r = E[num] / E[den]`` off its target ``t``: chains that agree on ``g = num - t den``
     but not on ``den`` disagree on ``r`` (delta method: ``(g - (r - t) den) / E[den]``)."""
-    problem = rare_condition_problem()
-    adapted = graph_from_constraints(problem)
-    model = SMMModel.build(adapted.graph, adapted.targets, 16)
-    constraints = adapted.targets.constraints
-    n = len(constraints)
-    ratio = next(k for k, c in enumerate(constraints) if c.denominator is not None)
-    uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
-    c = constraints[ratio]
-    p_condition = float(np.sum(uniform[c.factor_id] * c.denominator))
+    model, ratio, uniform, p_condition = _one_ratio_model()
+    n = len(model.targets.constraints)
+    c = model.targets.constraints[ratio]
     r_minus_t = float(np.sum(uniform[c.factor_id] * c.feature)) / p_condition
     assert abs(r_minus_t) > 0.1  # the uniform model is far from this ratio's target
     den = np.linspace(0.5, 1.5, 16) * p_condition
