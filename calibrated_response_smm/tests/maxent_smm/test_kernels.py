@@ -66,6 +66,9 @@ def test_sweep_moments_match_enumeration(make_graph, num_chains, staged, monkeyp
         return kernels.run_sweeps(plan, rows, x, seed, counter, kernels.zero_accumulators(layout.shape), n_sweeps)
 
     assert (len(plan.stages) > 1) == staged
+    widths = {stage.states.shape[0] for stage in plan.stages}
+    # staged mixed models sweep their binary variables at width 2, the rest at S
+    assert widths == ({2, layout.n_states} if staged and make_graph is mixed_graph else {layout.n_states})
     assert any(np.any(np.asarray(stage.pair_flip)) for stage in plan.stages)  # pivots on both scope positions
     x, _ = run(x, jnp.uint32(0))
     x, acc = run(x, jnp.uint32(n_sweeps))

@@ -6,8 +6,10 @@ factor, so updating any set of same-coloured variables for all chains in one
 vectorised step is the same as updating them one after another.
 
 Variables are grouped into *stages* by their (padded) numbers of pairwise and
-triple-wise factor slots, so a variable with two neighbours does not pay for the
-largest degree in the graph. A stage is a list of blocks of ``b`` same-coloured
+triple-wise factor slots and by their state width ``w`` (2 for a binary variable,
+else the layout's ``S``), so a variable with two neighbours does not pay for the
+largest degree in the graph, and a binary variable beside 21-state ones draws from
+two logits, not 21. A stage is a list of blocks of ``b`` same-coloured
 variables, in colour order; a sweep runs the stages one after another and scans
 each stage's blocks, writing a block's new states before the next block reads
 them. Every variable is updated exactly once per sweep, each update drawn from its
@@ -79,6 +81,7 @@ class Stage(NamedTuple):
     pair_moment: jax.Array  # i32[n_blocks, b, P2]: M row at other state 0 (trash block: not a pivot)
     pair_flip: jax.Array  # bool[n_blocks, b, P2]: the pivot is the pair's second variable (sums transposed)
     triple_moment: jax.Array  # i32[n_blocks, b, P3]
+    states: jax.Array  # i32[w]: 0 .. w - 1, the states the stage's variables can take (w <= S)
 
 
 class SweepPlan(NamedTuple):
@@ -224,12 +227,26 @@ def _round_degree(d: np.ndarray) -> np.ndarray:
     return np.where(d > steps[-1], beyond, rounded)
 
 
-def _stage_keys(pairs: _Slots, triples: _Slots, n_vars: int, staged: bool) -> np.ndarray:
-    """Stage key ``(D2, D3)`` per real variable: rounded degrees, or the maxima when not staged."""
+def state_widths(sizes: np.ndarray, S: int) -> np.ndarray:
+    """State width a variable is swept at: 2 for a binary variable, else ``S``.
+
+    Only the binary/rest split is made: in mixed models most variables are binary, and
+    each further width would be one more compiled stage shape.
+    """
+    return np.where(np.asarray(sizes) <= 2, 2, S).astype(np.int64)
+
+
+def _stage_keys(pairs: _Slots, triples: _Slots, widths: np.ndarray, staged: bool) -> np.ndarray:
+    """Stage key ``(D2, D3, w)`` per real variable: rounded degrees, or the maxima when not staged.
+
+    Not staged (small graphs), every variable shares one stage at the widest width.
+    """
+    n_vars = len(widths)
     d2, d3 = pairs.degree[:n_vars], triples.degree[:n_vars]
     if staged:
-        return np.stack([_round_degree(d2), _round_degree(d3)], axis=1)
+        return np.stack([_round_degree(d2), _round_degree(d3), widths], axis=1)
     top = [bucket(int(d.max())) if d.size and d.max() else 0 for d in (d2, d3)]
+    top.append(int(widths.max()) if n_vars else 2)
     return np.tile(np.array(top, np.int64), (n_vars, 1))
 
 
@@ -246,7 +263,7 @@ def _fill(shape, fill, index, values):
     return out
 
 
-def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, b, layout, pad):
+def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, w, b, layout, pad):
     """Blocks of one stage: ``members`` (sorted by colour) cut into blocks of ``b`` per colour."""
     dummy, trash = layout.dummy, layout.trash_row
     col = colours[members]
@@ -296,6 +313,7 @@ def _stage_arrays(members, colours, unaries, pairs, triples, D2, D3, b, layout, 
         pair_moment=pair_moment,
         pair_flip=pair_flip,
         triple_moment=triple_moment,
+        states=np.arange(w, dtype=np.int32),
     )
 
 
@@ -333,17 +351,19 @@ def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bo
     n = graph.n_vars
     colours = greedy_colouring(graph)
     unaries, pairs, triples = _slots(layout, 1), _slots(layout, 2), _slots(layout, 3)
-    keys = _stage_keys(pairs, triples, n, staged=n >= STAGED_MIN_VARS)
+    widths = state_widths(graph.sizes, S) if n else np.zeros(0, np.int64)
+    keys = _stage_keys(pairs, triples, widths, staged=n >= STAGED_MIN_VARS)
     stages = []
     if n:
         unique, stage_of = np.unique(keys, axis=0, return_inverse=True)
         stage_of = stage_of.reshape(-1)
-        for s, (D2, D3) in enumerate(unique):
+        for s, (D2, D3, w) in enumerate(unique):
             members = np.nonzero(stage_of == s)[0]
             members = members[np.argsort(colours[members], kind="stable")]
             largest = int(np.bincount(colours[members]).max())
-            b = _block_size(S, num_chains, largest, binary=S == 2)
-            stages.append(_stage_arrays(members, colours, unaries, pairs, triples, int(D2), int(D3), b, layout, pad))
+            b = _block_size(int(w), num_chains, largest, binary=S == 2)
+            stages.append(_stage_arrays(members, colours, unaries, pairs, triples, int(D2), int(D3), int(w), b,
+                                        layout, pad))
     moment_source, marginal_source = _source_maps(stages, layout)
     sizes = np.ones(layout.n_vars_padded + 1, np.int64)
     sizes[:n] = graph.sizes
@@ -433,7 +453,7 @@ def _rows_sum(table, rows, offset):
 
 
 def block_logits(rows: Rows, blk: Stage, look: _Lookups):
-    """Conditional logits ``[b, C, S]`` of one block."""
+    """Conditional logits ``[b, C, w]`` of one block (``rows`` cut to the stage's width ``w``)."""
     b, C = blk.vars.shape[0], look.pair_other.shape[-1]
     logits = jnp.broadcast_to(rows.base[blk.vars][:, None, :], (b, C, rows.base.shape[1]))
     logits = logits + _rows_sum(rows.table, blk.pair_row, look.pair_other)
@@ -504,9 +524,13 @@ def sample_binary(delta, u, temperature):
     return (u < p1).astype(jnp.int32), jnp.stack([1.0 - p1, p1], axis=-1)
 
 
-def draw_block(rows: Rows, blk: Stage, look: _Lookups, u, temperature):
-    """New states ``[b, C]`` and conditional probabilities ``[b, C, S]`` of one block."""
-    if rows.table.shape[1] == 2:
+def draw_block(rows: Rows, blk: Stage, look: _Lookups, u, temperature, binary_model: bool = False):
+    """New states ``[b, C]`` and conditional probabilities ``[b, C, w]`` of one block.
+
+    ``binary_model``: every variable is binary (the affine logit differences of
+    :func:`binary_logit` hold only then, not for a binary variable beside wider ones).
+    """
+    if binary_model:
         return sample_binary(binary_logit(rows, blk, look), u, temperature)
     return sample_states(block_logits(rows, blk, look), u, temperature)
 
@@ -556,17 +580,26 @@ def _pivot_moments(others, probs, n_cells: int):
     return jnp.stack(slots, axis=1) if slots else jnp.zeros((b, 0, n_cells, S), probs.dtype)
 
 
-def block_sums(blk: Stage, look: _Lookups, probs, scale) -> StageSums:
-    """A block's contribution (times ``scale``) to its stage's sums: ``[b, ...]`` slices."""
-    S = probs.shape[-1]
+def _widen(a, S: int):
+    """Zero-pad the last (pivot state) axis from the stage's width to ``S``."""
+    w = a.shape[-1]
+    return a if w == S else jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, S - w)])
+
+
+def block_sums(blk: Stage, look: _Lookups, probs, scale, S: int) -> StageSums:
+    """A block's contribution (times ``scale``) to its stage's sums: ``[b, ...]`` slices, ``S`` wide.
+
+    ``probs`` are ``[b, C, w]`` at the stage's width; the segment sums run at that width
+    and only their results are padded to the layout's ``S`` states.
+    """
     P1, P2, P3 = (m.shape[-1] for m in (blk.unary_moment, blk.pair_moment, blk.triple_moment))
-    marginal = probs.sum(axis=1) * scale  # [b, S]
-    pair = _pivot_moments(look.pair_other[:, :P2], probs, S) * scale  # [b, P2, other, pivot]
+    marginal = _widen(probs.sum(axis=1) * scale, S)  # [b, S]
+    pair = _widen(_pivot_moments(look.pair_other[:, :P2], probs, S) * scale, S)  # [b, P2, other, pivot]
     pair = jnp.where(blk.pair_flip[..., None, None], jnp.swapaxes(pair, -1, -2), pair)  # M rows: [second, first]
     return StageSums(
         jnp.broadcast_to(marginal[:, None], (marginal.shape[0], P1, S)),
         pair,
-        _pivot_moments(look.triple_offset[:, :P3], probs, S * S) * scale,
+        _widen(_pivot_moments(look.triple_offset[:, :P3], probs, S * S) * scale, S),
         marginal,
     )
 
@@ -582,6 +615,9 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
     n_blocks, b = stage.vars.shape
     S = rows.table.shape[1]
     C = x.shape[1]
+    w = stage.states.shape[0]
+    if w < S:  # the stage's variables take only the first w states: sweep at that width
+        rows = Rows(rows.table[:, :w], rows.base[:, :w])
 
     def body(x, k):
         blk = jax.tree.map(lambda a: a[k], stage)
@@ -589,9 +625,9 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
         u = site_uniforms(words, (offset + k * (b * C)).astype(jnp.uint32), (b, C))
 
         def live(look, u):
-            states, probs = draw_block(rows, blk, look, u, temperature)
+            states, probs = draw_block(rows, blk, look, u, temperature, S == 2)
             # a plain sweep never forms the sums, so the probabilities are never divided out
-            sums = (block_sums(blk, look, probs, 1.0 / C),) if accumulate else ()
+            sums = (block_sums(blk, look, probs, 1.0 / C, S),) if accumulate else ()
             return states, sums, jnp.sum(states != look.old)
 
         def idle(look, u):
