@@ -147,12 +147,14 @@ def moment_objective(layout: TableLayout, targets: MomentTargets) -> MomentObjec
     K_pad = bucket(K + 1, 32)
     spare = K_pad - 1
     features, factor, index, scopes = [], [], [], []
-    for b in layout.buckets:
-        members = []
-        for k, c in enumerate(targets.constraints):
-            hits = np.nonzero(b.factor_ids == c.factor_id)[0]
-            if hits.size:
-                members.append((k, int(hits[0]), c))
+    # factor id -> (bucket, position): one pass, not a search of every bucket per constraint
+    where = {int(fid): (a, pos) for a, b in enumerate(layout.buckets) for pos, fid in enumerate(b.factor_ids) if fid >= 0}
+    by_bucket = [[] for _ in layout.buckets]
+    for k, c in enumerate(targets.constraints):
+        if c.factor_id in where:
+            a, pos = where[c.factor_id]
+            by_bucket[a].append((k, pos, c))
+    for b, members in zip(layout.buckets, by_bucket):
         size = bucket(len(members), 16 if b.arity < 3 else 8)
         g = np.zeros((size, S**b.arity), np.float32)
         f = np.zeros(size, np.int32)
