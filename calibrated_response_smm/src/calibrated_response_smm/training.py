@@ -8,7 +8,9 @@ accumulated, and steps on the dual ``log Z - lambda.c + 1/2 s^2 lambda^2`` along
 * ``newton``: preconditioned by ``Cov_chains(g) + diag(s^2)`` (the dual's Hessian,
   estimated from the chains), free multipliers only when a sign bound is active;
 * ``adam``: optax's Adam scaling of the same direction;
-* ``sgd``: the direction itself.
+* ``sgd``: the direction itself;
+
+each an optax transformation of :mod:`.dual_step`.
 
 Iterations run in ``lax.scan`` chunks; between chunks Python reports progress and
 checks convergence (every moment error within ``tolerance`` plus three Monte Carlo
@@ -29,10 +31,10 @@ import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .config import SMMConfig
 from .diagnostics import max_moment_error, mean_moment_error
+from .dual_step import ChainStatistics, PolyakState, dual_transformation, polyak_init, polyak_update
 from .features import (
     LayoutShape,
     TableLayout,
@@ -89,7 +91,7 @@ class TrainState(NamedTuple):
 
     x: jax.Array  # i32[V + 1, C]: persistent chains
     params: Any  # f32[K] multipliers, or bucket tables
-    opt_state: Any  # optax state (adam) or ()
+    opt_state: Any  # the dual transformation's optax state
     average: Any  # Polyak average of params
     n_average: jax.Array  # f32[]: iterations averaged
     seed: jax.Array  # u32[2]: random stream of the chains
@@ -142,53 +144,6 @@ def _chain_statistics(objective: MomentObjective, x, n_states, dense: bool = Tru
     return values, values @ values.T / values.shape[1] - jnp.outer(mean, mean)
 
 
-LINE_SEARCH_STEPS = 2.0 ** -np.arange(8)  # 1, 1/2, ..., 1/128
-MIN_EFFECTIVE_FRACTION = 0.3
-
-
-def _newton_step(objective: MomentObjective, params, grad, values, cov, max_change: float | None = None):
-    """Damped Newton step on the dual, with an importance-sampled line search.
-
-    The direction solves ``(Cov(g) + diag(s^2)) d = grad`` over the multipliers not
-    held at a sign bound (``cov`` a vector of variances: the diagonal system), scaled
-    down as a whole so that no multiplier moves by more than ``max_change`` (a trust
-    region: scaling keeps it a descent direction, where clipping entries would not,
-    and the line search then weighs the step that is taken). The step length
-    minimises the dual change
-    ``log E[exp(delta.g)] - delta.c + 1/2 s^2 (|lambda + delta|^2 - |lambda|^2)``
-    estimated by reweighting the current chains, among lengths whose weights keep at
-    least ``MIN_EFFECTIVE_FRACTION`` of the chains effective (so the estimate, and the
-    chains after the step, stay close to equilibrium).
-    """
-    held = ((params <= objective.lower) & (grad < 0)) | ((params >= objective.upper) & (grad > 0))
-    free = ~held
-    if cov.ndim == 1:
-        direction = jnp.where(free, grad / (cov + objective.s2 + 1e-6), 0.0)
-    else:
-        hessian = cov + jnp.diag(objective.s2 + 1e-6)
-        hessian = jnp.where(free[:, None] & free[None, :], hessian, jnp.eye(hessian.shape[0]))
-        direction = jnp.linalg.solve(hessian, jnp.where(free, grad, 0.0))
-    if max_change is not None:
-        direction = direction * jnp.minimum(1.0, max_change / jnp.maximum(jnp.max(jnp.abs(direction)), 1e-30))
-
-    def change(alpha):
-        new = project(objective, params + alpha * direction)
-        delta = new - params
-        log_w = delta @ values  # [C]
-        top = jnp.max(log_w)
-        w = jnp.exp(log_w - top)
-        log_mean = jnp.log(jnp.mean(w)) + top
-        effective = jnp.sum(w) ** 2 / (jnp.sum(w**2) * w.shape[0])
-        dual = log_mean - delta @ objective.target + 0.5 * jnp.sum(objective.s2 * (new**2 - params**2))
-        return dual, effective
-
-    alphas = jnp.asarray(LINE_SEARCH_STEPS, jnp.float32)
-    dual, effective = jax.vmap(change)(alphas)
-    dual = jnp.where(effective >= MIN_EFFECTIVE_FRACTION, dual, jnp.inf)
-    alpha = jnp.where(jnp.isfinite(jnp.min(dual)), alphas[jnp.argmin(dual)], alphas[-1])
-    return alpha * direction
-
-
 def _projected(objective, params, grad):
     """Residuals that count toward convergence (none where a sign bound is rightly active)."""
     if isinstance(objective, MomentObjective):
@@ -214,25 +169,21 @@ def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr,
     )
     moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
     grad = ascent(objective, state.params, moments)
+    extra = {}
     if isinstance(objective, MomentObjective):
-        values, cov = _chain_statistics(objective, x, static.shape.n_states, _dense_newton(objective, x.shape[1]))
-        variance = jnp.diag(cov) if cov.ndim == 2 else cov
+        # the full covariance only where the Newton step solves with it
+        dense = static.optimizer == "newton" and _dense_newton(objective, x.shape[1])
+        values, curvature = _chain_statistics(objective, x, static.shape.n_states, dense)
+        variance = jnp.diag(curvature) if dense else curvature
+        if static.optimizer == "newton":
+            extra["chains"] = ChainStatistics(values, curvature)
     else:
         flat = jnp.concatenate([m.reshape(-1) for m in moments])
         variance = flat * (1.0 - flat)
-    opt_state = state.opt_state
-    if static.optimizer == "newton":
-        step = _newton_step(objective, state.params, grad, values, cov, static.grad_clip)
-    elif static.optimizer == "adam":
-        step, opt_state = optax.scale_by_adam().update(grad, state.opt_state, state.params)
-    else:
-        step = grad
-    if static.grad_clip is not None:
-        step = jax.tree.map(lambda s: jnp.clip(s, -static.grad_clip, static.grad_clip), step)
+    transformation = dual_transformation(static.optimizer, objective, static.grad_clip)
+    step, opt_state = transformation.update(grad, state.opt_state, state.params, **extra)
     params = project(objective, jax.tree.map(lambda p, s: p + lr * s, state.params, step))
-    n_average = state.n_average + averaging
-    weight = averaging / jnp.maximum(n_average, 1.0)
-    average = jax.tree.map(lambda a, p: a + weight * (p - a), state.average, params)
+    average, n_average = polyak_update(PolyakState(state.average, state.n_average), params, averaging)
 
     residual = _projected(objective, state.params, grad)
     stderr = jnp.sqrt(jnp.maximum(variance, 0.0) / x.shape[1])
@@ -250,8 +201,8 @@ def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr,
 def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed):
     """Uniform chains (exactly the zero-parameter model) and zero parameters."""
     params = init_params(objective)
-    opt_state = optax.scale_by_adam().init(params) if static.optimizer == "adam" else ()
-    zeros = jax.tree.map(jnp.zeros_like, params)
+    opt_state = dual_transformation(static.optimizer, objective, static.grad_clip).init(params)
+    zeros = polyak_init(params).average
     x = random_states(plan, seed, num_chains)
     if static.devices > 1:  # start split, as every chunk leaves them (one compiled chunk, no reshuffle)
         x = jax.lax.with_sharding_constraint(x, chain_sharding(static.devices))
@@ -338,6 +289,14 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
 # -- host side ---------------------------------------------------------------------
 
 
+class Program(NamedTuple):
+    """The device arrays one fit runs on (built once per model)."""
+
+    plan: SweepPlan
+    objective: Any  # MomentObjective or TableObjective
+    spread: MomentObjective | None  # the constraints and ratio denominators (see spread_targets)
+
+
 @attrs.frozen(eq=False)
 class SMMModel:
     """A graph with its targets, laid out and coloured for the sampler (built once)."""
@@ -363,10 +322,18 @@ class SMMModel:
         plan = build_plan(graph, layout, num_chains // devices, pad=pad)
         return cls(graph, targets, layout, plan, float(l2_regularization), devices)
 
-    def objective(self):
+    @functools.cached_property
+    def program(self) -> Program:
+        """Plan, objective and spread objective on the device, built on first use and kept."""
         if isinstance(self.targets, MomentTargets):
-            return moment_objective(self.layout, self.targets)
-        return table_objective(self.layout, self.graph, self.targets, self.l2_regularization)
+            objective = moment_objective(self.layout, self.targets)
+            spread = moment_objective(self.layout, spread_targets(self.targets))
+        else:
+            objective, spread = table_objective(self.layout, self.graph, self.targets, self.l2_regularization), None
+        return Program(self.plan.device(), objective, spread)
+
+    def objective(self):
+        return self.program.objective
 
 
 @attrs.frozen(eq=False)
@@ -521,8 +488,8 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
         n_burn = math.ceil(config.burn_in_sweeps / every)
         state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, None, state)
         total_sweeps += n_burn * every
-    spread = isinstance(objective, MomentObjective)
-    spread_objective = moment_objective(model.layout, spread_targets(model.targets)) if spread else None
+    spread_objective = model.program.spread
+    spread = spread_objective is not None
     n_batch = math.ceil(config.final_sweeps / every)
     sums = None
     n_evaluations = 0
@@ -608,11 +575,11 @@ def fit_model(
     step, the burn-in and final estimate with step 0 at the averaged parameters.
     """
     started = time.perf_counter()
-    objective = model.objective()
-    plan = model.plan.device()
-    optimizer = config.optimizer
+    plan, objective, _ = model.program
+    optimizer, optimizer_note = config.optimizer, None
     if optimizer == "newton" and not isinstance(objective, MomentObjective):
-        optimizer = "adam"  # one multiplier per cell: no dense Hessian
+        # one multiplier per table cell: no Hessian to estimate; said in the diagnostics
+        optimizer, optimizer_note = "adam", "table targets have no Newton step: adam is used"
     static = Static(
         model.layout.shape,
         optimizer,
@@ -694,6 +661,7 @@ def fit_model(
         "num_chains": config.num_chains,
         "devices": model.devices,
         "optimizer": optimizer,
+        "optimizer_note": optimizer_note,
         "search_iterations": search_iterations,
         "averaging_iterations": n_average * chunk,
         "sweeps": len(chunk_times) * sweeps_per_chunk + final_sweeps_run,
