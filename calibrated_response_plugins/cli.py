@@ -345,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="backend option; VALUE is read as JSON when it parses (e.g. num_chains=512)",
     )
+    fit.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        default=None,
+        help="write the fit's state to DIR as it runs and resume from it after an interruption "
+        "(backends with a checkpoint_dir option, e.g. smm)",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
 
@@ -361,6 +368,8 @@ def run_backends() -> int:
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the problem file and print / write the results."""
     config = parse_config_options(args.config)
+    if args.checkpoint is not None:
+        config = {**(config or {}), "checkpoint_dir": args.checkpoint}
     if args.plot:
         _matplotlib()
     problem = load_problem(args.problem)

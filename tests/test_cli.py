@@ -3,6 +3,7 @@
 import json
 import sys
 import types
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -346,6 +347,20 @@ def test_fit_passes_backend_target_and_config(fake_fit, capsys):
     assert call["config"] == {"num_chains": 512, "optimizer": "adam"}
     assert "target: temp (continuous)" in out
     assert "q05 0.5  q25 2.5  q50 5  q75 7.5  q95 9.5" in out
+
+
+def test_fit_passes_checkpoint_as_config(fake_fit, capsys):
+    assert cli.main(["fit", "p.json", "--quiet", "--checkpoint", "ck", "--config", "num_chains=512"]) == 0
+    assert FakeBuilder.calls[0]["config"] == {"num_chains": 512, "checkpoint_dir": "ck"}
+    assert cli.main(["fit", "p.json", "--quiet", "--checkpoint", "ck"]) == 0
+    assert FakeBuilder.calls[1]["config"] == {"checkpoint_dir": "ck"}
+
+
+def test_checkpoint_with_a_backend_without_it_names_the_option(tmp_path, capsys):
+    problem = Path(__file__).resolve().parents[1] / "examples" / "problems" / "lumina_probiotic.json"
+    code = cli.main(["fit", str(problem), "--backend", "maxent", "--quiet", "--checkpoint", str(tmp_path)])
+    assert code == 2
+    assert "checkpoint_dir" in capsys.readouterr().err
 
 
 def test_fit_writes_json_and_plot(fake_fit, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import attrs
 from calibrated_response_plugins.config import (
     CoreConfig,
@@ -11,6 +13,19 @@ from calibrated_response_plugins.config import (
 )
 
 OPTIMIZERS = ("newton", "adam", "sgd")
+
+
+def _path_text(value):
+    """A path object as its text (the config stays JSON-friendly); anything else as given."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _directory(instance, attribute, value):
+    """attrs validator: None or a non-empty path."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"config field {attribute.name!r} must be a directory path, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -61,8 +76,19 @@ class SMMConfig(CoreConfig):
         at least ``2**20`` site updates (variables x chains) and there are at most
         ``2**20`` multipliers (the dual step is replicated), else one. On a CPU there
         is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran
-        before JAX started (the backend calls it before its first compile). The random
-        streams, so the exact draws, depend on the count.
+        before JAX started (the backend calls it before its first compile). Each chain's
+        random stream is keyed by the seed and its global index, so every count draws
+        the same chains; the averages across devices add in another order, which the
+        Newton step's solve can magnify to a fraction of the Monte Carlo error.
+    :param checkpoint_dir: directory for checkpoints of the fit (None: none). The
+        state after a chunk (chains, multipliers, optimiser state, random stream
+        position, schedule position, history) is written there every
+        ``checkpoint_every`` chunks and at the end of the search and averaging phases;
+        a fit of the same problem with the same settings and seed resumes from the
+        newest one and reaches the same answer as an uninterrupted run. A checkpoint
+        of another fit there is refused (ValueError). Needs ``orbax-checkpoint``.
+    :param checkpoint_every: chunks between two checkpoints.
+    :param checkpoint_keep: checkpoints kept (the newest ones).
     """
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
@@ -84,3 +110,6 @@ class SMMConfig(CoreConfig):
     scope_every: int = attrs.field(default=4, validator=positive_int)
     polish_steps: int = attrs.field(default=1, validator=non_negative_int)
     devices: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
+    checkpoint_dir: str | None = attrs.field(default=None, converter=_path_text, validator=_directory)
+    checkpoint_every: int = attrs.field(default=10, validator=positive_int)
+    checkpoint_keep: int = attrs.field(default=2, validator=positive_int)

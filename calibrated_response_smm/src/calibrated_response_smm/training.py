@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import checkpoint
 from .config import SMMConfig
 from .diagnostics import max_moment_error, mean_moment_error
 from .dual_step import ChainStatistics, PolyakState, dual_transformation, polyak_init, polyak_update
@@ -590,7 +591,8 @@ def fit_model(
         float(config.tolerance),
         model.devices,
     )
-    state = init_state(static, plan, objective, config.num_chains, _seed(config.seed if rng is None else rng))
+    seed = _seed(config.seed if rng is None else rng)
+    state = init_state(static, plan, objective, config.num_chains, seed)
     history = {k: [] for k in ("iteration", "max_error", "mean_error", "acceptance", "runtime", "averaging")}
     chunk = config.chunk_size
     sweeps_per_chunk = chunk * config.mcmc_steps_per_iteration
@@ -618,19 +620,33 @@ def fit_model(
         return state, infos, total
 
     total = None
-    for _ in range(n_search):
+    at = checkpoint.Position()
+    saver = checkpoint.FitCheckpoints.open(config, checkpoint.fingerprint(model, config, seed))
+    restored = saver.restore(state, zero_accumulators(static.shape)) if saver else None
+    if restored is not None:  # resume where the checkpoint left off
+        state, total, at, history, chunk_times = restored
+        converged, done = at.converged, (at.search_chunks + at.average_chunks) * chunk
+    for k in range(at.search_chunks, 0 if at.converged else n_search):
         state, infos, total = advance(state, zeros + lr, 0.0)
         # two consecutive converged iterations: one can pass by Monte Carlo luck
-        if bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True):
-            converged = True
+        converged = bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True)
+        at = at._replace(search_chunks=k + 1, converged=converged)
+        if saver:
+            saver.save(state, total, at, history, chunk_times, end_of_phase=converged or k + 1 == n_search)
+        if converged:
             break
-    search_iterations = done
-    for c in range(n_average):
+    search_iterations = at.search_chunks * chunk
+    for c in range(at.average_chunks, n_average):
         t = np.arange(c * chunk, (c + 1) * chunk)
         # A full Newton step makes each iterate an independent noisy estimate of the
         # optimum, so a constant step averages best; first-order steps decay.
         decay = np.ones(chunk) if optimizer == "newton" else 1.0 / np.sqrt(1.0 + t)
         state, _, total = advance(state, lr * decay, 1.0)
+        at = at._replace(average_chunks=c + 1)
+        if saver:
+            saver.save(state, total, at, history, chunk_times, end_of_phase=c + 1 == n_average)
+    if saver:
+        saver.close()
     if n_average:
         state = state._replace(params=state.average)
 

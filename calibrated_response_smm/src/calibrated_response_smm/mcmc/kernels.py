@@ -22,7 +22,9 @@ unary tables folded into the base logits. Binary models skip the rows: a slot ad
 ``c0 + c1 * x_other`` to the logit difference (``c0 .. c3`` for a triple), a handful
 of vector multiply-adds over the chains. Each site draws one uniform from a
 counter-based hash and inverts the CDF. Padding entries are the dummy variable,
-whose base logits pin it to state 0.
+whose base logits pin it to state 0. A site's uniform is keyed by its variable and its
+chain's global index, so the draws do not depend on the blocks or on how the chains
+are split across devices.
 
 Rao-Blackwellised moments: a factor's pivot adds its conditional probabilities to
 the table row its other variables' states select. A triple's pivot is its first
@@ -388,6 +390,34 @@ def make_rows(plan: SweepPlan, shape: LayoutShape, theta) -> Rows:
 # -- random numbers ---------------------------------------------------------------
 # A counter-based hash: one uniform per site at a few integer ops, far cheaper on CPU
 # than threefry, and keyed per sweep from a jax PRNG key so runs are reproducible.
+# A site's counter is ``variable row * total chains + global chain index``: the draw
+# of chain ``c`` at variable ``v`` in a sweep depends on the seed, the sweep, ``v`` and
+# ``c`` only, not on how the chains are split across devices or processes, nor on the
+# block a variable sits in. Counters are unique while ``(V + 1) * chains < 2**32``
+# (:func:`check_stream_capacity`).
+
+STREAM_CAPACITY = 1 << 32  # distinct site counters of one sweep
+
+
+class ChainSpan(NamedTuple):
+    """Which chains a device holds: global indices ``offset .. offset + C - 1`` of ``total``."""
+
+    offset: jax.Array | int  # u32: global index of the device's first chain
+    total: jax.Array | int  # u32: chains across every device and process
+
+
+def whole_span(num_chains: int) -> ChainSpan:
+    """The span of a device holding all ``num_chains`` chains."""
+    return ChainSpan(0, num_chains)
+
+
+def check_stream_capacity(n_rows: int, num_chains: int) -> None:
+    """Raise ValueError where ``n_rows`` chain rows x ``num_chains`` chains overflow the site counter."""
+    if n_rows * num_chains >= STREAM_CAPACITY:
+        raise ValueError(
+            f"SMMConfig.num_chains={num_chains} with {n_rows} chain rows needs {n_rows * num_chains} random "
+            f"streams per sweep, more than the sampler's 2**32: use fewer chains"
+        )
 
 
 def _fmix32(h):
@@ -404,11 +434,28 @@ def sweep_words(seed, counter):
     return jnp.stack([_fmix32(seed[0] ^ _fmix32(2 * c + 1)), _fmix32(seed[1] + _fmix32(2 * c + 2))])
 
 
-def site_uniforms(words, counter_offset, shape):
-    """Uniforms in [0, 1) for ``shape`` sites, keyed by two uint32 ``words``."""
-    counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape) + counter_offset
+def _uniforms(words, counter):
+    """Uniforms in [0, 1) from uint32 counters, keyed by two uint32 ``words`` (two hash rounds)."""
     h = _fmix32(_fmix32(counter ^ words[0]) + words[1])
     return (h >> 8).astype(jnp.float32) * jnp.float32(1.0 / (1 << 24))
+
+
+def site_uniforms(words, counter_offset, shape):
+    """Uniforms in [0, 1) for ``shape`` sites numbered from ``counter_offset`` in row-major order."""
+    counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape) + counter_offset
+    return _uniforms(words, counter)
+
+
+def chain_uniforms(words, rows, span: ChainSpan, n_chains: int):
+    """Uniforms ``[len(rows), n_chains]`` of chain rows ``rows`` for the chains of ``span``.
+
+    The counter of row ``v`` and global chain ``c`` is ``v * span.total + c``: the
+    same whichever device holds the chain. Costs one add per site more than
+    numbered sites (the row product is per row).
+    """
+    total = jnp.asarray(span.total, jnp.uint32)
+    first = rows.astype(jnp.uint32) * total + jnp.asarray(span.offset, jnp.uint32)
+    return _uniforms(words, first[:, None] + jax.lax.iota(jnp.uint32, n_chains)[None, :])
 
 
 def seed_words(seed: int) -> np.ndarray:
@@ -604,8 +651,10 @@ def block_sums(blk: Stage, look: _Lookups, probs, scale, S: int) -> StageSums:
     )
 
 
-def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, accumulate):
+def stage_step(rows: Rows, x, words, span: ChainSpan, stage: Stage, temperature, accumulate):
     """Update every block of ``stage`` in turn, writing each block's states before the next reads.
+
+    ``span``: the global indices of the chains in ``x`` (their random streams).
 
     Returns the chains and, when ``accumulate``, the stage's :class:`StageSums` for
     this sweep (the scan's stacked per-block outputs) and the changed-site count.
@@ -622,7 +671,7 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
     def body(x, k):
         blk = jax.tree.map(lambda a: a[k], stage)
         look = _lookups(x, S, blk)
-        u = site_uniforms(words, (offset + k * (b * C)).astype(jnp.uint32), (b, C))
+        u = chain_uniforms(words, blk.vars, span, C)
 
         def live(look, u):
             states, probs = draw_block(rows, blk, look, u, temperature, S == 2)
@@ -643,21 +692,18 @@ def stage_step(rows: Rows, x, words, offset: int, stage: Stage, temperature, acc
     return x, out
 
 
-def _sweep(plan: SweepPlan, rows: Rows, x, words, sums, temperature):
+def _sweep(plan: SweepPlan, rows: Rows, x, words, sums, temperature, span: ChainSpan):
     """One full sweep (every stage in turn).
 
     ``sums``: None (no accumulation), ``(None, 0.0)`` (this sweep's sums only, no
     zero buffers to add to) or ``(tuple of StageSums, changed)`` to add to.
     """
-    C = x.shape[1]
-    offset = 0
     totals = []
     for index, stage in enumerate(plan.stages):
-        x, out = stage_step(rows, x, words, offset, stage, temperature, sums is not None)
+        x, out = stage_step(rows, x, words, span, stage, temperature, sums is not None)
         if sums is not None:
             totals.append(out[0] if sums[0] is None else jax.tree.map(jnp.add, sums[0][index], out[0]))
             sums = (sums[0], sums[1] + out[1])
-        offset += stage.vars.size * C
     x = x.at[-1].set(0)  # padding slots wrote the dummy row
     return x, None if sums is None else (tuple(totals), sums[1])
 
@@ -677,23 +723,33 @@ def to_accumulators(plan: SweepPlan, sums, n_sweeps, acc: Accumulators) -> Accum
     )
 
 
-def sweep(plan: SweepPlan, rows: Rows, x, words, acc, *, temperature=1.0, accumulate=True):
-    """One full sweep; adds its Rao-Blackwellised sums to ``acc`` when ``accumulate``."""
+def sweep(plan: SweepPlan, rows: Rows, x, words, acc, *, temperature=1.0, accumulate=True, span=None):
+    """One full sweep; adds its Rao-Blackwellised sums to ``acc`` when ``accumulate``.
+
+    ``span``: the global indices of the chains in ``x`` (None: they are all the chains).
+    """
+    span = whole_span(x.shape[1]) if span is None else span
     if not accumulate:
-        return _sweep(plan, rows, x, words, None, temperature)[0], acc
-    x, sums = _sweep(plan, rows, x, words, (None, jnp.zeros((), jnp.float32)), temperature)
+        return _sweep(plan, rows, x, words, None, temperature, span)[0], acc
+    x, sums = _sweep(plan, rows, x, words, (None, jnp.zeros((), jnp.float32)), temperature, span)
     return x, to_accumulators(plan, sums, 1.0, acc)
 
 
-def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int, *, temperature=1.0, accumulate=True):
-    """Sweeps ``counter .. counter + n_sweeps - 1`` of the stream ``seed`` under ``lax.scan``."""
+def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int, *, temperature=1.0, accumulate=True,
+               span=None):
+    """Sweeps ``counter .. counter + n_sweeps - 1`` of the stream ``seed`` under ``lax.scan``.
+
+    ``span``: the global indices of the chains in ``x`` (None: they are all the chains).
+    """
+    span = whole_span(x.shape[1]) if span is None else span
     if n_sweeps == 1:  # no sums buffers to carry (saves their memory and one pass)
-        return sweep(plan, rows, x, sweep_words(seed, counter), acc, temperature=temperature, accumulate=accumulate)
+        return sweep(plan, rows, x, sweep_words(seed, counter), acc, temperature=temperature, accumulate=accumulate,
+                     span=span)
     sums = (zero_sums(plan, rows.table.shape[1]), jnp.zeros((), jnp.float32)) if accumulate else None
 
     def body(carry, i):
         x, sums = carry
-        return _sweep(plan, rows, x, sweep_words(seed, counter + i), sums, temperature), None
+        return _sweep(plan, rows, x, sweep_words(seed, counter + i), sums, temperature, span), None
 
     (x, sums), _ = jax.lax.scan(body, (x, sums), jnp.arange(n_sweeps, dtype=jnp.uint32))
     if accumulate:
@@ -709,7 +765,8 @@ def move_rate(plan: SweepPlan, acc: Accumulators) -> jax.Array:
 def random_states(plan: SweepPlan, seed, num_chains: int):
     """Chains drawn uniformly over each variable's states (the λ = 0 model, exactly)."""
     sizes = jnp.sum(plan.valid_logits > NEG / 2, axis=1)  # [V + 1]
-    u = site_uniforms(sweep_words(seed, jnp.uint32(0xFFFFFFFF)), jnp.uint32(0), (sizes.shape[0], num_chains))
+    rows = jax.lax.iota(jnp.uint32, sizes.shape[0])
+    u = chain_uniforms(sweep_words(seed, jnp.uint32(0xFFFFFFFF)), rows, whole_span(num_chains), num_chains)
     x = jnp.minimum((u * sizes[:, None]).astype(jnp.int32), sizes[:, None] - 1)
     return x.at[-1].set(0)
 

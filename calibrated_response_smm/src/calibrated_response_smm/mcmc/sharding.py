@@ -2,8 +2,9 @@
 
 Persistent chains are independent given the factor tables, so a sweep parallelises
 over chains with no communication; only the Rao-Blackwellised sums, which are chain
-averages, are averaged across devices once per :func:`run_sweeps` call. Each device
-draws from its own random stream.
+averages, are averaged across devices once per :func:`run_sweeps` call. A chain's
+random stream is keyed by its global index (:class:`.kernels.ChainSpan`), so the
+draws are the same however many devices (or processes) the chains are split across.
 
 On a CPU, XLA runs one device's program on about one core (its intra-op threads
 mostly wait on each other in a sweep's many small steps), so the way to put every
@@ -57,7 +58,10 @@ def chain_devices(requested: int | None, num_chains: int, n_vars: int, n_multipl
     (``n_vars * num_chains >= MIN_SHARDED_SITES`` and ``n_multipliers <=
     MAX_SHARDED_MULTIPLIERS``), lowered to a divisor of ``num_chains``; else exactly
     ``requested``, which must divide ``num_chains`` and not exceed the local devices.
+    Raises ValueError where the chains' random streams would overflow
+    (:func:`.kernels.check_stream_capacity`).
     """
+    kernels.check_stream_capacity(n_vars, num_chains)
     available = jax.local_device_count()
     if requested is None:
         gains = n_vars * num_chains >= MIN_SHARDED_SITES and n_multipliers <= MAX_SHARDED_MULTIPLIERS
@@ -99,9 +103,9 @@ def run_sweeps(n_devices: int, plan, rows, x, seed, counter, acc, n_sweeps: int,
 
     def local(plan, rows, x, seed, counter, acc):
         shard = jax.lax.axis_index(CHAIN_AXIS).astype(jnp.uint32)
-        seed = kernels.sweep_words(seed, ~shard)  # a stream per device, apart from every sweep's words
+        span = kernels.ChainSpan(shard * x.shape[1], x.shape[1] * n_devices)  # this device's chains, globally
         x, acc = kernels.run_sweeps(plan, rows, x, seed, counter, acc, n_sweeps, temperature=temperature,
-                                    accumulate=accumulate)
+                                    accumulate=accumulate, span=span)
         return x, jax.lax.pmean(acc, CHAIN_AXIS) if accumulate else acc
 
     split, whole = PartitionSpec(None, CHAIN_AXIS), PartitionSpec()
