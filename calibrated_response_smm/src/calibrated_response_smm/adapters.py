@@ -81,10 +81,3 @@ def constraint_means(problem: AdaptedProblem, table_moments) -> tuple[np.ndarray
         features.append(scope_mean(m, constraint.feature))
         report.append([scope_mean(m, constraint.report_numerator), scope_mean(m, constraint.report_denominator)])
     return np.array(features, dtype=np.float64), np.array(report, dtype=np.float64).reshape(-1, 2)
-
-
-def estimates_to_problem(variables, estimates, config) -> AdaptedProblem:
-    """Compile upstream variables and estimates with the core compiler, then adapt."""
-    from calibrated_response_plugins.compiler import compile_problem
-
-    return graph_from_constraints(compile_problem(variables, estimates, config))
