@@ -1,4 +1,4 @@
-"""The constraint compiler: estimates -> linear moment constraints (DESIGN.md section 3).
+"""The constraint compiler: estimates -> linear moment constraints (docs/semantics.md).
 
 Each usable estimate becomes one feature table ``g_k`` over the variables it
 mentions and a target ``c_k``; an unusable one becomes a skip reason

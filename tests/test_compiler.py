@@ -1,4 +1,4 @@
-"""The constraint compiler against hand-computed feature tables (DESIGN.md section 3)."""
+"""The constraint compiler against hand-computed feature tables (docs/semantics.md)."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Bridge from the core's compiled :class:`ConstraintSet` to an SMM graph and targets.
 
-Every estimate arrives compiled (DESIGN.md section 3): a feature table over a sorted
+Every estimate arrives compiled (docs/semantics.md): a feature table over a sorted
 scope, a target, a relation and ``s_k^2``. Constraints sharing a scope become one
 factor (``theta_f = sum_{k in f} lambda_k G_k``); multiplier ``k`` stays with
 constraint ``k`` in input order. What the compiler skipped stays in ``skipped``.

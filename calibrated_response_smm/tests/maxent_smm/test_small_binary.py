@@ -8,7 +8,7 @@ from calibrated_response_smm.graph import FactorGraph, SMMVariable
 from calibrated_response_smm.targets import build_targets_from_marginals
 from calibrated_response_smm import training
 from calibrated_response_smm.training import fit_smm
-from conftest import assert_matches_brute_force, fit_constraints
+from calibrated_response_smm.testing import assert_matches_brute_force, fit_constraints
 
 
 def _fit(problem, **options):
