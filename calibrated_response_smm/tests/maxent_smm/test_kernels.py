@@ -95,6 +95,18 @@ def test_local_energy_delta_matches_full_energy():
         assert float(local_energy_delta(graph, state, var_id, proposed)) == pytest.approx(float(expected), abs=1e-5)
 
 
+def test_buffer_compiles_its_sweep_once():
+    """Repeated sampling calls and fresh buffers reuse one compiled sweep (same shapes)."""
+    from calibrated_response_smm.mcmc import buffer as buffer_module
+
+    graph = mixed_graph(2)
+    PersistentBuffer.initialize(graph, num_chains=64, rng=1).sample_step(n_sweeps=2)
+    compiled = buffer_module._advance._cache_size()
+    for rng in (2, 3):
+        PersistentBuffer.initialize(graph, num_chains=64, rng=rng).sample_step(n_sweeps=2).sample_step(n_sweeps=2)
+    assert buffer_module._advance._cache_size() == compiled
+
+
 def test_buffer_states_and_marginals():
     graph = mixed_graph(2)
     buffer = PersistentBuffer.initialize(graph, num_chains=1024, rng=5)
