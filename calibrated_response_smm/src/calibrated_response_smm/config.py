@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 from calibrated_response_plugins.config import (
     CoreConfig,
@@ -61,9 +63,18 @@ class SMMConfig(CoreConfig):
         at least ``2**20`` site updates (variables x chains) and there are at most
         ``2**20`` multipliers (the dual step is replicated), else one. On a CPU there
         is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran
-        before JAX started (the backend calls it before its first compile). The random
-        streams, so the exact draws, depend on the count.
+        before JAX started (see ``one_device_per_core``). The random streams, so the
+        exact draws, depend on the count.
+    :param one_device_per_core: let the backend call
+        :func:`calibrated_response_smm.use_cpu_cores` before its first compile. That
+        sets JAX's CPU device count for the whole process, so it is off by default;
+        it has no effect once JAX has started or when the count was chosen already.
+
+    ``supported_arity`` (3): the sweep's factor layout has pairwise and triple slots,
+    so the compiler skips wider scopes with a reason.
     """
+
+    supported_arity: ClassVar[int] = 3
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
     num_iterations: int = attrs.field(default=200, validator=positive_int)
@@ -84,3 +95,4 @@ class SMMConfig(CoreConfig):
     scope_every: int = attrs.field(default=4, validator=positive_int)
     polish_steps: int = attrs.field(default=1, validator=non_negative_int)
     devices: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
+    one_device_per_core: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

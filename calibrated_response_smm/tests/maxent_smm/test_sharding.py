@@ -83,3 +83,17 @@ def test_use_cpu_cores_respects_a_chosen_count():
     )
     assert _python(code) == ["False", "1"]
 
+
+
+def test_compiling_leaves_the_device_count_alone_unless_asked():
+    """The backend changes JAX's process-wide CPU device count only with ``one_device_per_core``."""
+    code = (
+        "import jax; from calibrated_response_plugins import DistributionBuilder;"
+        "from calibrated_response_plugins.testing import CONFORMANCE_PROBLEM as P;"
+        "b = DistributionBuilder(P['variables'], P['estimates'], backend='smm', config={OPTIONS});"
+        "b._plugins.hook.compile_constraints(problem=b.compile(), config=b.config);"
+        "print(jax.config.jax_num_cpu_devices)"
+    )
+    assert _python(code.replace("{OPTIONS}", "None")) == ["-1"]  # -1: JAX's own default
+    asked = _python(code.replace("{OPTIONS}", "{'one_device_per_core': True}"))
+    assert int(asked[0]) >= 1
