@@ -5,7 +5,6 @@ The ``shared_cases`` fixture (repository conftest) skips these tests where the c
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,15 +55,16 @@ def test_the_case_above_the_size_guard_is_refused_with_a_pointer_to_smm(shared_c
         builder.build(target_variable=problem.target_variable, progress=False)
 
 
-def test_five_variable_case_solves_well_under_a_second(shared_cases):
+def test_five_variable_case_solves_in_a_few_dual_evaluations(shared_cases):
+    """The work, not the wall clock (which depends on the machine's load): its time is
+    measured by ``benchmarks/bench_maxent_cases.py``, ~0.03 s on an idle core."""
     constraints, config = compiled_case(shared_cases[0].parent / FIVE_VARIABLE_CASE)
     model = plugin.compile_constraints(constraints, config)
     assert count_joint_states(constraints.n_states) == 37_044
 
-    started = time.perf_counter()
     result = plugin.fit(model, config, None)
-    seconds = time.perf_counter() - started
 
     assert result.converged
-    # It takes ~0.03 s on an idle core; the 1 s bound leaves room for a loaded CI machine.
-    assert seconds < 1.0
+    # 9 constraints: L-BFGS-B converges in 17 iterations (18 evaluations of the dual on the
+    # joint) with no Newton step; 40 allows other BLAS roundings, not a slower algorithm.
+    assert result.diagnostics["lbfgsb_evaluations"] + result.diagnostics["newton_steps"] <= 40

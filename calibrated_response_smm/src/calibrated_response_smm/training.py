@@ -653,7 +653,8 @@ def fit_model(
     total = None
     for _ in range(n_search):
         state, infos, total = advance(state, zeros + lr, 0.0)
-        # two consecutive converged iterations: one can pass by Monte Carlo luck
+        # two consecutive converged iterations (one can pass by Monte Carlo luck); with
+        # chunk_size=1 a chunk holds only one, and that one decides
         if bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True):
             converged = True
             break
