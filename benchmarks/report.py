@@ -12,7 +12,9 @@ and, where the backend exposes its sampler, Gibbs sweeps. It writes
 ``benchmarks/REPORT.md``, PNG plots in ``benchmarks/figures/`` and the headline
 table between the ``benchmark-headline`` markers of ``README.md``.
 
-``--quick`` fits every 20th case and times the two smallest synthetic sizes, for
+Cases come from :func:`harness.cases_directory` (the 240 shared cases when present,
+else the 12 shipped in ``benchmarks/cases/``); ``|ΔP(target)|`` is :func:`harness.target_difference`.
+``--quick`` fits 12 evenly spaced cases and times the two smallest synthetic sizes, for
 smoke runs. A backend failing on a case is recorded and counted, never fatal.
 """
 
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrated_response_plugins import DistributionBuilder, load_problem  # noqa: E402
 from calibrated_response_plugins.registry import installed_backends  # noqa: E402
 
+from harness import SHARED_CASES, cases_directory, target_value  # noqa: E402
 from outcomes import status_counts  # noqa: E402
 from synthetic import (  # noqa: E402
     SYNTHETIC_SIZES,
@@ -56,12 +59,12 @@ from synthetic import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DEFAULT_CASES = ROOT.parent / "shared" / "cases"
+DEFAULT_CASES = cases_directory()
 DEFAULT_REPORT = HERE / "REPORT.md"
 DEFAULT_FIGURES = HERE / "figures"
 DEFAULT_README = ROOT / "README.md"
 REFERENCE = "maxent"
-QUICK_CASE_STEP = 20
+QUICK_CASES = 12  # every 20th of the 240 shared cases; all of the 12 shipped ones
 QUICK_SIZES = (100, 1_000)
 TIMING_REPEATS = 3
 GIBBS_SIZES = SYNTHETIC_SIZES
@@ -89,13 +92,8 @@ class CaseResult:
 
 
 def target_probability(marginal: Sequence[float], bin_edges: Sequence[float], binary: bool) -> float:
-    """``P(true)`` of a binary target; the mean of a continuous one rescaled to [0, 1] by its domain."""
-    p = np.asarray(marginal, dtype=np.float64)
-    if binary:
-        return float(p[1])
-    edges = np.asarray(bin_edges, dtype=np.float64)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    return float(p @ (centres - edges[0]) / (edges[-1] - edges[0]))
+    """The project's one target metric (:func:`harness.target_value`): ``P(true)`` or the rescaled mean."""
+    return target_value(marginal, bin_edges, binary)
 
 
 def residual_scales(constraints) -> dict[str, float]:
@@ -680,7 +678,7 @@ def render_report(run: dict, results, backends, scaling, gibbs) -> str:
         gibbs_section(gibbs_points, skipped_gibbs),
         "## Reproduce",
         "```bash\npython benchmarks/report.py            # this page, figures/ and the README headline\n"
-        "python benchmarks/report.py --quick    # every 20th case and the two smallest sizes\n"
+        "python benchmarks/report.py --quick    # 12 evenly spaced cases and the two smallest sizes\n"
         "pytest benchmarks/ --benchmark-enable --benchmark-only   # pytest-benchmark timings\n```",
     ]) + "\n"
 
@@ -688,9 +686,17 @@ def render_report(run: dict, results, backends, scaling, gibbs) -> str:
 # --------------------------------------------------------------------------- command
 
 
+def display_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (e.g. ``benchmarks/cases``)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every 20th case and the two smallest synthetic sizes")
+    parser.add_argument("--quick", action="store_true", help="12 evenly spaced cases and the two smallest synthetic sizes")
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of case JSON files")
     parser.add_argument("--backends", default=None, help="comma-separated backends (default: all installed)")
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="Markdown report to write")
@@ -722,8 +728,17 @@ def target_kinds(paths: Sequence[Path]) -> Counter:
     return kinds
 
 
+def use_every_core() -> None:
+    """One JAX CPU device per core for smm's sweeps, as its users are told to ask for (process-wide)."""
+    if "smm" in installed_backends():
+        from calibrated_response_smm import use_cpu_cores
+
+        use_cpu_cores()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    use_every_core()
     started = time.perf_counter()
     load_at_start = load_average()
     backends = chosen_backends(args.backends)
@@ -731,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths:
         raise SystemExit(f"no case files in {args.cases}")
     if args.quick:
-        paths = paths[::QUICK_CASE_STEP]
+        paths = paths[:: max(1, len(paths) // QUICK_CASES)]
     progress = not args.no_progress
     sizes = QUICK_SIZES if args.quick else SYNTHETIC_SIZES
     gibbs_sizes = QUICK_GIBBS_SIZES if args.quick else GIBBS_SIZES
@@ -744,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = {
         "quick": args.quick,
         "cases": len(paths),
-        "cases_dir": "../shared/cases" if args.cases == DEFAULT_CASES else str(args.cases),
+        "cases_dir": "../shared/cases" if args.cases == SHARED_CASES else display_path(args.cases),
         "binary_targets": kinds.get("binary", 0),
         "continuous_targets": kinds.get("continuous", 0),
         "sizes": sizes,

@@ -48,13 +48,13 @@ def test_newton_step_on_exact_moments_converges_quadratically(problem_name, requ
     assert scaled_gradient_norm(adapted.targets, step, after) < scaled_gradient_norm(adapted.targets, start, tables)
 
 
-def test_polish_makes_a_rare_condition_residual_match_maxent(shared_cases):
+def test_polish_makes_a_rare_condition_residual_match_maxent(real_cases):
     """fb_v1_spread_25: ``P(target | C)`` with ``P(C)`` about 1e-3, a residual gap of ~0.06 without the polish."""
     if not any(ep.name == "maxent" for ep in entry_points(group="calibrated_response.backends")):
         pytest.skip("the maxent backend is not installed")
-    path = next((p for p in shared_cases if p.stem == "fb_v1_spread_25"), None)
+    path = next((p for p in real_cases if p.stem == "fb_v1_spread_25"), None)
     if path is None:
-        pytest.skip("fb_v1_spread_25 is not among the shared cases")
+        pytest.skip("fb_v1_spread_25 is not among the real cases")
     problem = load_problem(path)
     _, reference = DistributionBuilder(problem.variables, problem.estimates, backend="maxent").build(
         problem.target_variable, progress=False
