@@ -37,7 +37,7 @@ def cases_dir() -> Path:
     """The case folder (:func:`harness.cases_directory`); the test is skipped when it has no case."""
     directory = cases_directory()
     if not directory.is_dir() or not any(directory.glob("*.json")):
-        pytest.skip(f"no shared cases at {directory} (set {CASES_ENV} to a folder of case JSON files)")
+        pytest.skip(f"no cases at {directory} (set {CASES_ENV} to a folder of case JSON files)")
     return directory
 
 
