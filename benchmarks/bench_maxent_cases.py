@@ -19,9 +19,10 @@ import attrs
 from calibrated_response_plugins import DistributionBuilder, load_problem
 
 from calibrated_response_maxent.model import count_joint_states
+from harness import case_files, cases_directory
 from outcomes import status_counts
 
-DEFAULT_CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
+DEFAULT_CASES = cases_directory()
 
 
 @attrs.frozen
@@ -35,12 +36,6 @@ class CaseOutcome:
     converged: bool = False
     projected_gradient: float = float("nan")
     message: str = ""
-
-
-def case_files(directory: Path, limit: int | None = None) -> list[Path]:
-    """The case files in ``directory``, sorted by name, the first ``limit`` of them."""
-    files = sorted(Path(directory).glob("*.json"))
-    return files if limit is None else files[:limit]
 
 
 def fit_case(path: Path, options: dict | None = None) -> CaseOutcome:

@@ -4,8 +4,8 @@ Usage: python benchmarks/bench_pgmax_cases.py [CASES_DIR] [--limit N] [--no-maxe
 
 Times are wall-clock per ``DistributionBuilder.build`` (compile of the
 constraints, graph construction, JIT compilation and the fit). The error is
-taken on P(target = true) for a binary target, and as the largest bin
-difference for a continuous one; cases are split into tree-structured factor
+the project's one metric (:func:`harness.target_difference`): P(target = true)
+for a binary target, the mean rescaled to [0, 1] for a continuous one; cases are split into tree-structured factor
 graphs (where BP is exact) and loopy ones (Bethe approximation).
 """
 
@@ -16,19 +16,14 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 from calibrated_response_plugins.builder import DistributionBuilder
 from calibrated_response_plugins.io import load_problem
 from calibrated_response_plugins.registry import installed_backends
 
-DEFAULT_CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
+from harness import case_files, cases_directory, is_binary_target, target_difference
 
-
-def target_error(p_pgmax, p_maxent) -> float:
-    """|P_pgmax - P_maxent| on the target: state 1 of a binary, the largest bin gap otherwise."""
-    a, b = np.asarray(p_pgmax), np.asarray(p_maxent)
-    return float(abs(a[1] - b[1])) if a.shape == (2,) else float(np.max(np.abs(a - b)))
+DEFAULT_CASES = cases_directory()
 
 
 def fit_case(path: Path, backend: str):
@@ -55,7 +50,7 @@ def main() -> None:
     parser.add_argument("--no-maxent", action="store_true", help="skip the comparison with the exact backend")
     args = parser.parse_args()
 
-    paths = sorted(args.cases.glob("*.json"))[: args.limit]
+    paths = case_files(args.cases, args.limit)
     compare = not args.no_maxent and "maxent" in installed_backends()
     times, errors = [], {"tree": [], "loopy": []}
     not_converged, failures, too_large = [], [], []
@@ -79,7 +74,9 @@ def main() -> None:
                 too_large.append(path.name)
                 error_text = "too large"
             else:
-                error = target_error(info["marginals"][target], exact["marginals"][target])
+                edges = info["bin_edges_list"][info["variable_names"].index(target)]
+                error = target_difference(info["marginals"][target], exact["marginals"][target], edges,
+                                          is_binary_target(load_problem(path)))
                 errors[kind].append(error)
                 error_text = f"{error:.2e}"
         print(f"{path.stem:32s} {info['n_variables']:4d} {len(info['constraint_report']):4d} "

@@ -7,7 +7,6 @@ installed backend is benchmarked without any change here.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,15 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calibrated_response_plugins.registry import installed_backends  # noqa: E402
 
+from harness import CASES_ENV, cases_directory  # noqa: E402,F401  (cases_directory: used by the smoke test)
 from synthetic import SyntheticProblem, synthetic_constraints, synthetic_problem  # noqa: E402
 
-CASES_ENV = "CALIBRATED_RESPONSE_CASES"
-DEFAULT_CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+if "smm" in installed_backends():  # one JAX CPU device per core for smm's sweeps, as its README asks
+    from calibrated_response_smm import use_cpu_cores
 
-
-def cases_directory() -> Path:
-    """The shared case folder: ``$CALIBRATED_RESPONSE_CASES``, else ``../shared/cases`` beside the repository."""
-    return Path(os.environ.get(CASES_ENV, DEFAULT_CASES))
+    use_cpu_cores()
 
 
 def pytest_generate_tests(metafunc):
@@ -37,10 +34,10 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def cases_dir() -> Path:
-    """The shared case folder; the test is skipped when it is absent."""
+    """The case folder (:func:`harness.cases_directory`); the test is skipped when it has no case."""
     directory = cases_directory()
     if not directory.is_dir() or not any(directory.glob("*.json")):
-        pytest.skip(f"no shared cases at {directory} (set {CASES_ENV} to a folder of case JSON files)")
+        pytest.skip(f"no cases at {directory} (set {CASES_ENV} to a folder of case JSON files)")
     return directory
 
 

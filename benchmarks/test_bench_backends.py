@@ -15,7 +15,7 @@ its limit, the shared cases missing).
 Three benchmarks per backend:
 
 - ``test_build_case``: ``DistributionBuilder(...).build(progress=False)`` on one
-  real case from ``../shared/cases`` (or ``$CALIBRATED_RESPONSE_CASES``) for each
+  real case from ``harness.cases_directory()`` (``$CALIBRATED_RESPONSE_CASES``, ``../shared/cases``, or the 12 in ``benchmarks/cases/``) for each
   size band (5, 8-9 and 10-15 variables): the case at the lower median of the
   band's joint sizes, ties broken by file name.
 - ``test_build_synthetic``: the public builder on synthetic graphs of 100 and

@@ -117,7 +117,7 @@ class DistributionBuilder:
         """Fit and return ``(histogram of target_variable, info)``.
 
         ``target_variable`` defaults to the first variable. ``info`` holds the
-        keys of DESIGN.md section 4 (marginals, constraint report, skips, ...).
+        keys of docs/semantics.md, "What info holds" (marginals, constraint report, skips, ...).
         """
         target = self.variable_names[0] if target_variable is None else target_variable
         if target not in self.variable_names:

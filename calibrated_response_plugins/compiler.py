@@ -1,4 +1,4 @@
-"""The constraint compiler: estimates -> linear moment constraints (DESIGN.md section 3).
+"""The constraint compiler: estimates -> linear moment constraints (docs/semantics.md).
 
 Each usable estimate becomes one feature table ``g_k`` over the variables it
 mentions and a target ``c_k``; an unusable one becomes a skip reason
@@ -163,10 +163,12 @@ def _check_not_fixed(domain: Domain, proposition: Proposition, role: str) -> Non
 class _Compiler:
     """Compiles estimates one at a time against fixed domains and settings."""
 
-    def __init__(self, domains: tuple[Domain, ...], max_arity: int, l2_regularization: float):
+    def __init__(self, domains: tuple[Domain, ...], max_arity: int, l2_regularization: float,
+                 supported_arity: tuple[str, int] | None = None):
         self.domains = domains
         self.index = {d.name: i for i, d in enumerate(domains)}
         self.max_arity = max_arity
+        self.supported_arity = supported_arity  # (config class name, widest scope its backend fits)
         self.l2 = l2_regularization
         self.warnings: list[str] = []
 
@@ -180,6 +182,11 @@ class _Compiler:
         if len(scope) > self.max_arity:
             raise SkipEstimate(
                 f"mentions {len(scope)} variables, more than max_arity={self.max_arity}"
+            )
+        if self.supported_arity is not None and len(scope) > self.supported_arity[1]:
+            owner, limit = self.supported_arity
+            raise SkipEstimate(
+                f"mentions {len(scope)} variables, more than the backend fits ({owner}.supported_arity={limit})"
             )
         return scope
 
@@ -315,7 +322,9 @@ def compile_problem(variables: Sequence[Any], estimates: Sequence[Any], config: 
     variables = [coerce_variable(v) for v in variables]
     estimates = [coerce_estimate(e) for e in estimates]
     domains = make_domains(variables, config.max_bins)
-    compiler = _Compiler(domains, config.max_arity, config.l2_regularization)
+    supported = getattr(config, "supported_arity", None)
+    compiler = _Compiler(domains, config.max_arity, config.l2_regularization,
+                         None if supported is None else (type(config).__name__, int(supported)))
     constraints, skipped = [], []
     for estimate in estimates:
         try:

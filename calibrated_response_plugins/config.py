@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -51,7 +51,14 @@ class CoreConfig:
     :param max_arity: largest constraint scope kept; larger ones are skipped.
     :param l2_regularization: default ``s_k^2`` of the dual's l2 term.
     :param seed: random seed for stochastic backends.
+
+    A backend whose engine fits scopes of at most ``n`` variables says so by setting
+    the class attribute ``supported_arity = n`` on its config class; the compiler
+    then skips wider scopes with a reason, whatever ``max_arity`` allows.
     """
+
+    #: widest constraint scope the backend fits (None: no limit of its own).
+    supported_arity: ClassVar[int | None] = None
 
     max_bins: int = attrs.field(default=21, validator=positive_int)
     max_arity: int = attrs.field(default=3, validator=positive_int)

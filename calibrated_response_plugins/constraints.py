@@ -1,4 +1,4 @@
-"""The compiled moment-constraint problem every backend fits (DESIGN.md section 3).
+"""The compiled moment-constraint problem every backend fits (``docs/semantics.md``).
 
 A :class:`ConstraintSet` is host-side, validated and backend-neutral: a list of
 variable :class:`Domain` objects and a list of :class:`Constraint` objects, each a
@@ -8,7 +8,8 @@ Every backend minimises the same dual
 
     log Z(lambda) - sum_k lambda_k c_k + 1/2 sum_k s_k^2 lambda_k^2
 
-with ``lambda_k >= 0`` for ``ge`` and ``lambda_k <= 0`` for ``le``.
+with ``lambda_k >= 0`` for ``ge`` and ``lambda_k <= 0`` for ``le``; its
+gradient, sign bounds and "held at a bound" test are in :mod:`.dual`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Literal
 
 import attrs
 import numpy as np
+
+from calibrated_response_plugins import dual
 
 Relation = Literal["eq", "le", "ge"]
 VariableKind = Literal["binary", "continuous"]
@@ -72,9 +75,6 @@ class Domain:
         """Map a value of the variable to [0, 1] by its domain."""
         return (np.asarray(x, dtype=np.float64) - self.lower) / self.span
 
-    def unscale(self, u):
-        """Inverse of :meth:`rescale`."""
-        return self.lower + np.asarray(u, dtype=np.float64) * self.span
 
 
 @attrs.frozen(eq=False)
@@ -175,10 +175,13 @@ class ConstraintSet:
     def relations(self) -> tuple[str, ...]:
         return tuple(c.relation for c in self.constraints)
 
+    def sign_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bound on each multiplier (:func:`calibrated_response_plugins.dual.sign_bounds`)."""
+        return dual.sign_bounds(self.relations)
+
     def lambda_bounds(self) -> list[tuple[float | None, float | None]]:
-        """Sign bounds on each multiplier: ``ge`` -> [0, inf), ``le`` -> (-inf, 0]."""
-        bounds = {"eq": (None, None), "ge": (0.0, None), "le": (None, 0.0)}
-        return [bounds[c.relation] for c in self.constraints]
+        """Sign bounds on each multiplier as scipy wants them: ``ge`` -> (0, None), ``le`` -> (None, 0)."""
+        return dual.scipy_bounds(self.relations)
 
 
 @attrs.frozen(eq=False)

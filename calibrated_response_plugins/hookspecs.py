@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pluggy
+
+from calibrated_response_plugins.config import CoreConfig
+from calibrated_response_plugins.constraints import ConstraintSet, FitResult
+
+#: a progress callback: ``progress(done, total, metrics)``.
+Progress = Callable[[int, int, dict], None]
 
 PROJECT_NAME = "calibrated_response"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -19,11 +26,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec(firstresult=True)
-def make_config(options: Mapping[str, Any] | None) -> Any:
+def make_config(options: Mapping[str, Any] | CoreConfig | None) -> CoreConfig:
     """Build the backend's validated config from user options (None: defaults).
 
-    The config object must expose ``max_bins``, ``max_arity`` and
-    ``l2_regularization`` (read by the core compiler) and ``seed``.
+    The config is a :class:`CoreConfig` subclass: the core compiler reads its
+    ``max_bins``, ``max_arity``, ``l2_regularization`` and ``supported_arity``.
     Stops at first non-None result.
 
     :param options: a mapping of option names to values, or None.
@@ -31,7 +38,7 @@ def make_config(options: Mapping[str, Any] | None) -> Any:
 
 
 @hookspec(firstresult=True)
-def compile_constraints(problem: Any, config: Any) -> Any:
+def compile_constraints(problem: ConstraintSet, config: CoreConfig) -> Any:
     """Turn the core's compiled :class:`~calibrated_response_plugins.ConstraintSet` into the backend model.
 
     Stops at first non-None result.
@@ -42,7 +49,7 @@ def compile_constraints(problem: Any, config: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def fit(model: Any, config: Any, progress: Callable[[int, int, dict], None] | None) -> Any:
+def fit(model: Any, config: CoreConfig, progress: Progress | None) -> FitResult:
     """Fit the model; return a :class:`~calibrated_response_plugins.FitResult`.
 
     Stops at first non-None result.
@@ -55,7 +62,7 @@ def fit(model: Any, config: Any, progress: Callable[[int, int, dict], None] | No
 
 
 @hookspec(firstresult=True)
-def marginals(fitted: Any) -> dict[str, Any]:
+def marginals(fitted: FitResult) -> dict[str, np.ndarray]:
     """Return ``{variable name: state probabilities}`` for a fitted result.
 
     Stops at first non-None result.

@@ -61,3 +61,37 @@ def test_report_target_probability():
     assert report.target_probability([0.3, 0.7], [0.0, 0.5, 1.0], binary=True) == 0.7
     # a continuous target on [10, 30] with all mass in the top bin [20, 30]: mean 25 -> 0.75
     assert report.target_probability([0.0, 1.0], [10.0, 20.0, 30.0], binary=False) == pytest.approx(0.75)
+
+
+def test_shipped_cases_are_real_cases_that_load_and_compile():
+    harness = load_module("harness")
+    shipped = sorted(harness.SHIPPED_CASES.glob("*.json"))
+    assert len(shipped) == 12
+    from calibrated_response_plugins import load_problem
+
+    for path in shipped:
+        problem = load_problem(path)
+        assert compile_problem(problem.variables, problem.estimates).constraints, path.name
+        shared = harness.SHARED_CASES / path.name
+        if shared.is_file():  # a verbatim copy of the shared case of that name
+            assert shared.read_bytes() == path.read_bytes(), path.name
+
+
+def test_cases_directory_prefers_the_environment_then_the_shared_set(monkeypatch, tmp_path):
+    harness = load_module("harness")
+    monkeypatch.setenv(harness.CASES_ENV, str(tmp_path))
+    assert harness.cases_directory() == tmp_path
+    monkeypatch.delenv(harness.CASES_ENV)
+    expected = harness.SHARED_CASES if any(harness.SHARED_CASES.glob("*.json")) else harness.SHIPPED_CASES
+    assert harness.cases_directory() == expected
+
+
+def test_one_target_metric_for_both_kinds():
+    harness = load_module("harness")
+    edges = [0.0, 10.0, 20.0, 30.0, 40.0]
+    # a binary target: the difference of P(true)
+    assert harness.target_difference([0.4, 0.6], [0.5, 0.5], [0.0, 0.5, 1.0], binary=True) == pytest.approx(0.1)
+    # a continuous target: the rescaled means 0.125 and 0.375 differ by one bin of four, 0.25
+    assert harness.target_difference([1, 0, 0, 0], [0, 1, 0, 0], edges, binary=False) == pytest.approx(0.25)
+    # the same mean from two shapes is no difference: the metric reads the mean, not the bins
+    assert harness.target_difference([0.5, 0, 0, 0.5], [0, 0.5, 0.5, 0], edges, binary=False) == pytest.approx(0.0)

@@ -1,4 +1,4 @@
-"""The constraint compiler against hand-computed feature tables (DESIGN.md section 3)."""
+"""The constraint compiler against hand-computed feature tables (docs/semantics.md)."""
 
 import numpy as np
 import pytest
@@ -198,3 +198,20 @@ def test_skips_keep_input_order():
     compiled = compile_problem([BIN, CONT], estimates, CONFIG)
     assert [s.split(":")[0] for s in compiled.skipped] == ["a", "c"]
     assert [c.id for c in compiled.constraints] == ["b"]
+
+
+def test_a_backend_declared_arity_limits_the_scopes_kept():
+    """A config class's ``supported_arity`` skips wider scopes even where ``max_arity`` allows them."""
+    import attrs
+
+    @attrs.frozen(kw_only=True)
+    class PairsOnly(CoreConfig):
+        supported_arity = 2
+
+    variables = [{"name": n, "type": "binary"} for n in "abc"]
+    estimates = [{"id": "p_a_given_bc", "estimate_type": "conditional_probability", "probability": 0.5,
+                  "proposition": {"proposition_type": "equality", "variable": "a", "value": True},
+                  "conditions": [{"proposition_type": "equality", "variable": v, "value": True} for v in "bc"]}]
+    assert compile_problem(variables, estimates, CoreConfig()).skipped == ()
+    assert compile_problem(variables, estimates, PairsOnly(max_arity=5)).skipped == (
+        "p_a_given_bc: mentions 3 variables, more than the backend fits (PairsOnly.supported_arity=2)",)

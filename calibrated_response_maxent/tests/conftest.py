@@ -1,4 +1,4 @@
-"""Builders for hand-made constraint sets (the core compiler is not needed for these tests)."""
+"""Hand-made constraint sets from the core's shared test helpers (the compiler is not needed here)."""
 
 from __future__ import annotations
 
@@ -6,51 +6,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from calibrated_response_plugins.constraints import Constraint, ConstraintSet, Domain
-
-
-def continuous(name: str, lower: float, upper: float, n_bins: int = 21) -> Domain:
-    """A continuous variable with equal bins; values are the bin centres."""
-    edges = np.linspace(lower, upper, n_bins + 1)
-    return Domain(name, "continuous", edges, (edges[:-1] + edges[1:]) / 2, lower, upper)
-
-
-def binary(name: str) -> Domain:
-    """A binary variable: states 0 and 1."""
-    return Domain(name, "binary", [0.0, 0.5, 1.0], [0.0, 1.0], 0.0, 1.0)
-
-
-def above(domain: Domain, threshold: float) -> np.ndarray:
-    """Weight of ``X > threshold`` per state: the fraction of each bin above it."""
-    edges = domain.bin_edges
-    return np.clip((edges[1:] - threshold) / (edges[1:] - edges[:-1]), 0.0, 1.0)
-
-
-def constraint(cid, scope, feature, target, s2=1e-3, relation="eq", numerator=None, denominator=None):
-    """A constraint whose report is ``E[numerator] / E[denominator]`` (default ``E[feature]``)."""
-    feature = np.asarray(feature, dtype=np.float64)
-    numerator = feature if numerator is None else numerator
-    denominator = np.ones_like(feature) if denominator is None else denominator
-    return Constraint(
-        id=cid,
-        estimate_type="probability",
-        relation=relation,
-        scope=scope,
-        feature=feature,
-        target=target,
-        s2=s2,
-        report_numerator=numerator,
-        report_denominator=denominator,
-        report_target=target,
-    )
+from calibrated_response_plugins import testing
+from calibrated_response_plugins.constraints import ConstraintSet
 
 
 @pytest.fixture
 def build():
-    """The builders above, for tests: ``build.continuous(...)``, ``build.constraint(...)``, ..."""
+    """The shared builders, for tests: ``build.continuous(...)``, ``build.constraint(...)``, ..."""
 
     return SimpleNamespace(
-        continuous=continuous, binary=binary, above=above, constraint=constraint, ConstraintSet=ConstraintSet
+        continuous=testing.continuous_domain, binary=testing.binary_domain, above=testing.above,
+        constraint=testing.table_constraint, ConstraintSet=ConstraintSet
     )
 
 

@@ -1,11 +1,10 @@
 """Every shared real case within the size guard fits and converges; the one above it is refused.
 
-The ``shared_cases`` fixture (repository conftest) skips these tests where the cases are absent.
+The ``real_cases`` fixture (repository conftest) gives the 240 shared cases where present, else the 12 shipped in ``benchmarks/cases/``.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,9 @@ def compiled_case(path: Path):
     return compile_problem(problem.variables, problem.estimates, config), config
 
 
-def test_every_case_within_the_size_guard_fits_and_converges(shared_cases):
+def test_every_case_within_the_size_guard_fits_and_converges(real_cases):
     fitted = 0
-    for path in shared_cases:
+    for path in real_cases:
         constraints, config = compiled_case(path)
         if count_joint_states(constraints.n_states) > config.max_states:
             continue
@@ -43,11 +42,11 @@ def test_every_case_within_the_size_guard_fits_and_converges(shared_cases):
             # Marginals are sums of a normalised joint: 1 up to float64 rounding.
             assert abs(probabilities.sum() - 1.0) < 1e-12, (path.name, name)
         fitted += 1
-    assert fitted >= len(shared_cases) - 1  # only the 130-million-state case is too large
+    assert fitted >= len(real_cases) - 1  # only the 130-million-state case is too large
 
 
-def test_the_case_above_the_size_guard_is_refused_with_a_pointer_to_smm(shared_cases):
-    too_large = [path for path in shared_cases
+def test_the_case_above_the_size_guard_is_refused_with_a_pointer_to_smm(real_cases):
+    too_large = [path for path in real_cases
                  if count_joint_states(compiled_case(path)[0].n_states) > plugin.make_config(None).max_states]
     assert too_large, "expected at least one case above the default size guard"
     problem = load_problem(too_large[0])
@@ -56,15 +55,16 @@ def test_the_case_above_the_size_guard_is_refused_with_a_pointer_to_smm(shared_c
         builder.build(target_variable=problem.target_variable, progress=False)
 
 
-def test_five_variable_case_solves_well_under_a_second(shared_cases):
-    constraints, config = compiled_case(shared_cases[0].parent / FIVE_VARIABLE_CASE)
+def test_five_variable_case_solves_in_a_few_dual_evaluations(real_cases):
+    """The work, not the wall clock (which depends on the machine's load): its time is
+    measured by ``benchmarks/bench_maxent_cases.py``, ~0.03 s on an idle core."""
+    constraints, config = compiled_case(real_cases[0].parent / FIVE_VARIABLE_CASE)
     model = plugin.compile_constraints(constraints, config)
     assert count_joint_states(constraints.n_states) == 37_044
 
-    started = time.perf_counter()
     result = plugin.fit(model, config, None)
-    seconds = time.perf_counter() - started
 
     assert result.converged
-    # It takes ~0.03 s on an idle core; the 1 s bound leaves room for a loaded CI machine.
-    assert seconds < 1.0
+    # 9 constraints: L-BFGS-B converges in 17 iterations (18 evaluations of the dual on the
+    # joint) with no Newton step; 40 allows other BLAS roundings, not a slower algorithm.
+    assert result.diagnostics["lbfgsb_evaluations"] + result.diagnostics["newton_steps"] <= 40

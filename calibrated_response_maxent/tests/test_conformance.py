@@ -7,7 +7,9 @@ from calibrated_response_plugins.testing import BackendConformance
 
 class TestMaxentConformance(BackendConformance):
     backend = "maxent"
-    # The kit's reference is the maxent backend itself, and the fit is deterministic:
-    # the two runs agree to the last bit, so the tolerances only absorb float64 rounding.
-    tolerance = 1e-12
-    residual_tolerance = 1e-12
+    # The kit's reference is an independent enumeration solved to a gradient of 1e-12;
+    # maxent stops at a projected gradient of gtol = 1e-8, which (the dual's Hessian being
+    # at least s^2 = 1e-3) moves a probability by at most ~1e-5 and measures ~4e-9 here.
+    # 1e-6 is far above that and far below any modelling error.
+    tolerance = 1e-6
+    residual_tolerance = 1e-6

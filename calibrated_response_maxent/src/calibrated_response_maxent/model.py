@@ -203,7 +203,7 @@ def build_component(
 
 def build_dense_model(problem: ConstraintSet) -> DenseModel:
     """Split ``problem`` into independent components, group constraints by scope, collect targets and bounds."""
-    bounds = problem.lambda_bounds()
+    lower_bounds, upper_bounds = problem.sign_bounds()
     scopes = constraints_by_scope(problem)
     return DenseModel(
         problem=problem,
@@ -213,6 +213,6 @@ def build_dense_model(problem: ConstraintSet) -> DenseModel:
         ],
         targets=problem.targets,
         s2=problem.s2,
-        lower_bounds=[-np.inf if low is None else low for low, _ in bounds],
-        upper_bounds=[np.inf if high is None else high for _, high in bounds],
+        lower_bounds=lower_bounds,
+        upper_bounds=upper_bounds,
     )

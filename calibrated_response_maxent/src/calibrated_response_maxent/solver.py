@@ -1,4 +1,4 @@
-"""Exact solve of the maximum-entropy dual on the dense joint (DESIGN.md section 3).
+"""Exact solve of the maximum-entropy dual on the dense joint (``docs/semantics.md``).
 
 The dual is
 
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from calibrated_response_plugins import dual
 from calibrated_response_plugins.constraints import FitResult
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
@@ -101,24 +102,14 @@ def evaluate_dual(model: DenseModel, lambdas: np.ndarray) -> DualPoint:
     log_partition = sum(state.log_partition for state in states)
     scope_marginals = tuple(marginal for state in states for marginal in state.scope_marginals)
     feature_means = expectations(model, scope_marginals)
-    penalty = model.s2 * lambdas
-    objective = log_partition - float(lambdas @ model.targets) + 0.5 * float(lambdas @ penalty)
-    gradient = feature_means - model.targets + penalty
+    objective = log_partition - float(lambdas @ model.targets) + 0.5 * float(lambdas @ (model.s2 * lambdas))
+    gradient = dual.dual_gradient(feature_means, model.targets, model.s2, lambdas)
     return DualPoint(lambdas, objective, gradient, feature_means, log_partition, states, scope_marginals)
 
 
 def projected_gradient(model: DenseModel, point: DualPoint) -> np.ndarray:
-    """``lambda - clip(lambda - gradient, bounds)``: the gradient, cut where a unit step would cross a bound.
-
-    Written per case so that an unbounded component is the gradient itself,
-    exact even when ``lambda`` is so large that ``lambda - gradient`` rounds to ``lambda``.
-    """
-    stepped = point.lambdas - point.gradient
-    return np.where(
-        stepped < model.lower_bounds,
-        point.lambdas - model.lower_bounds,
-        np.where(stepped > model.upper_bounds, point.lambdas - model.upper_bounds, point.gradient),
-    )
+    """The projected gradient of the dual at ``point`` (:func:`calibrated_response_plugins.dual.projected_gradient`)."""
+    return dual.projected_gradient(point.lambdas, point.gradient, model.lower_bounds, model.upper_bounds)
 
 
 def projected_gradient_norm(model: DenseModel, point: DualPoint) -> float:
@@ -174,25 +165,12 @@ def dual_hessian(model: DenseModel, point: DualPoint) -> np.ndarray:
 
 def free_multipliers(model: DenseModel, point: DualPoint) -> np.ndarray:
     """Mask of multipliers a Newton step may move: all but those held at a bound by the gradient."""
-    held_low = (point.lambdas <= model.lower_bounds) & (point.gradient > 0)
-    held_high = (point.lambdas >= model.upper_bounds) & (point.gradient < 0)
-    return ~(held_low | held_high)
-
-
-def newton_direction(hessian: np.ndarray, gradient: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Solve the Newton system on the free multipliers; zero on the held ones."""
-    direction = np.zeros_like(gradient)
-    reduced = hessian[np.ix_(free, free)]
-    try:
-        direction[free] = np.linalg.solve(reduced, -gradient[free])
-    except np.linalg.LinAlgError:
-        direction[free] = np.linalg.lstsq(reduced, -gradient[free], rcond=None)[0]
-    return direction
+    return ~dual.held_at_bound(point.lambdas, point.gradient, model.lower_bounds, model.upper_bounds)
 
 
 def clip_to_bounds(model: DenseModel, lambdas: np.ndarray) -> np.ndarray:
     """Project multipliers onto their sign bounds."""
-    return np.clip(lambdas, model.lower_bounds, model.upper_bounds)
+    return dual.clip_to_bounds(lambdas, model.lower_bounds, model.upper_bounds)
 
 
 def newton_step(model: DenseModel, point: DualPoint) -> DualPoint | None:
@@ -201,7 +179,7 @@ def newton_step(model: DenseModel, point: DualPoint) -> DualPoint | None:
     A step is taken when it lowers the projected gradient or satisfies the
     Armijo decrease of the objective.
     """
-    direction = newton_direction(dual_hessian(model, point), point.gradient, free_multipliers(model, point))
+    direction = dual.newton_direction(dual_hessian(model, point), point.gradient, free_multipliers(model, point))
     current_norm = projected_gradient_norm(model, point)
     step = 1.0
     for _ in range(MAX_BACKTRACKS):

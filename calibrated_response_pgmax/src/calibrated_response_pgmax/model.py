@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from calibrated_response_plugins.dual import dual_gradient, free_gradient
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from calibrated_response_pgmax.config import PgmaxConfig
 from calibrated_response_pgmax.layout import FactorLayout, build_layout, is_tree
@@ -49,14 +50,9 @@ def split_variable_beliefs(flat_log_beliefs: np.ndarray, problem: ConstraintSet)
 
 
 def projected_residuals(grad: np.ndarray, lambdas: np.ndarray, problem: ConstraintSet) -> np.ndarray:
-    """Dual gradient with the components blocked by a sign bound (lambda at 0 pushing outward) zeroed."""
-    blocked = np.zeros(grad.shape, dtype=bool)
-    for k, relation in enumerate(problem.relations):
-        if relation == "ge":
-            blocked[k] = lambdas[k] <= 0 and grad[k] > 0
-        elif relation == "le":
-            blocked[k] = lambdas[k] >= 0 and grad[k] < 0
-    return np.where(blocked, 0.0, grad)
+    """Dual gradient with the components held at a sign bound (lambda at 0 pushing outward) zeroed."""
+    lower, upper = problem.sign_bounds()
+    return free_gradient(np.asarray(lambdas, dtype=np.float64), grad, lower, upper)
 
 
 def _empty_result(model: PgmaxModel) -> FitResult:
@@ -160,7 +156,8 @@ def fit_model(
         axis=1,
     )
     means = layout.table_means(beliefs, problem, "feature")
-    residual = float(np.max(np.abs(projected_residuals(means - problem.targets + problem.s2 * lambdas, lambdas, problem))))
+    gradient = dual_gradient(means, problem.targets, problem.s2, lambdas)
+    residual = float(np.max(np.abs(projected_residuals(gradient, lambdas, problem))))
     converged = residual < config.tolerance and float(final_delta) <= config.bp_tolerance
     warnings = []
     if not converged:

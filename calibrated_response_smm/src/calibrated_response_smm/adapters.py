@@ -1,6 +1,6 @@
 """Bridge from the core's compiled :class:`ConstraintSet` to an SMM graph and targets.
 
-Every estimate arrives compiled (DESIGN.md section 3): a feature table over a sorted
+Every estimate arrives compiled (docs/semantics.md): a feature table over a sorted
 scope, a target, a relation and ``s_k^2``. Constraints sharing a scope become one
 factor (``theta_f = sum_{k in f} lambda_k G_k``); multiplier ``k`` stays with
 constraint ``k`` in input order. What the compiler skipped stays in ``skipped``.
@@ -81,10 +81,3 @@ def constraint_means(problem: AdaptedProblem, table_moments) -> tuple[np.ndarray
         features.append(scope_mean(m, constraint.feature))
         report.append([scope_mean(m, constraint.report_numerator), scope_mean(m, constraint.report_denominator)])
     return np.array(features, dtype=np.float64), np.array(report, dtype=np.float64).reshape(-1, 2)
-
-
-def estimates_to_problem(variables, estimates, config) -> AdaptedProblem:
-    """Compile upstream variables and estimates with the core compiler, then adapt."""
-    from calibrated_response_plugins.compiler import compile_problem
-
-    return graph_from_constraints(compile_problem(variables, estimates, config))

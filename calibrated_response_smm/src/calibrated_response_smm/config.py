@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import attrs
 from calibrated_response_plugins.config import (
@@ -76,7 +77,7 @@ class SMMConfig(CoreConfig):
         at least ``2**20`` site updates (variables x chains) and there are at most
         ``2**20`` multipliers (the dual step is replicated), else one. On a CPU there
         is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran
-        before JAX started (the backend calls it before its first compile). Each chain's
+        before JAX started (see ``one_device_per_core``). Each chain's
         random stream is keyed by the seed and its global index, so every count draws
         the same chains; the averages across devices add in another order, which the
         Newton step's solve can magnify to a fraction of the Monte Carlo error.
@@ -89,7 +90,16 @@ class SMMConfig(CoreConfig):
         of another fit there is refused (ValueError). Needs ``orbax-checkpoint``.
     :param checkpoint_every: chunks between two checkpoints.
     :param checkpoint_keep: checkpoints kept (the newest ones).
+    :param one_device_per_core: let the backend call
+        :func:`calibrated_response_smm.use_cpu_cores` before its first compile. That
+        sets JAX's CPU device count for the whole process, so it is off by default;
+        it has no effect once JAX has started or when the count was chosen already.
+
+    ``supported_arity`` (3): the sweep's factor layout has pairwise and triple slots,
+    so the compiler skips wider scopes with a reason.
     """
+
+    supported_arity: ClassVar[int] = 3
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
     num_iterations: int = attrs.field(default=200, validator=positive_int)
@@ -113,3 +123,4 @@ class SMMConfig(CoreConfig):
     checkpoint_dir: str | None = attrs.field(default=None, converter=_path_text, validator=_directory)
     checkpoint_every: int = attrs.field(default=10, validator=positive_int)
     checkpoint_keep: int = attrs.field(default=2, validator=positive_int)
+    one_device_per_core: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

@@ -102,14 +102,6 @@ class TableLayout:
         """First of ``S**2`` spare moment rows: non-pivot slots add there (plus their offset)."""
         return self.n_moment_rows - self.n_states**2
 
-    def locate(self, factor_id: int) -> tuple[int, int]:
-        """(bucket index, position in bucket) of a graph factor."""
-        for b, arity_bucket in enumerate(self.buckets):
-            hits = np.nonzero(arity_bucket.factor_ids == factor_id)[0]
-            if hits.size:
-                return b, int(hits[0])
-        raise KeyError(factor_id)
-
 
 def build_layout(graph: FactorGraph, n_states: int | None = None, pad: bool = True) -> TableLayout:
     """Lay the graph's factors out in arity buckets (sizes rounded up when ``pad``)."""

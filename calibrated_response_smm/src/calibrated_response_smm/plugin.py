@@ -23,10 +23,15 @@ def make_config(options: Mapping[str, Any] | None) -> SMMConfig:
 
 @hookimpl
 def compile_constraints(problem, config: SMMConfig):
-    """Group the constraints into factors, lay them out and colour the graph."""
-    from calibrated_response_smm.mcmc.sharding import use_cpu_cores
+    """Group the constraints into factors, lay them out and colour the graph.
 
-    use_cpu_cores()  # one CPU device per core, while JAX has not fixed its devices yet
+    With ``config.one_device_per_core`` (off by default: it is process-wide) JAX is
+    first asked for one CPU device per core, which only works before JAX starts.
+    """
+    if config.one_device_per_core:
+        from calibrated_response_smm.mcmc.sharding import use_cpu_cores
+
+        use_cpu_cores()
     from calibrated_response_smm.engine import compile_model
 
     return compile_model(problem, config)

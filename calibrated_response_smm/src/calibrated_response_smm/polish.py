@@ -21,6 +21,7 @@ comes from the chains.
 from __future__ import annotations
 
 import numpy as np
+from calibrated_response_plugins import dual
 
 from .targets import MomentTargets
 
@@ -40,17 +41,17 @@ def denominators(targets: MomentTargets, table_moments) -> np.ndarray:
 
 def sign_bounds(targets: MomentTargets) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper multiplier bounds: ``>= 0`` for "ge", ``<= 0`` for "le"."""
-    relations = [c.relation for c in targets.constraints]
-    lower = np.array([0.0 if r == "ge" else -np.inf for r in relations])
-    upper = np.array([0.0 if r == "le" else np.inf for r in relations])
-    return lower, upper
+    return dual.sign_bounds([c.relation for c in targets.constraints])
 
 
 def held_at_bound(targets: MomentTargets, lambdas, grad) -> np.ndarray:
-    """Multipliers at a sign bound whose gradient pushes them further out."""
+    """Multipliers at a sign bound whose ascent direction ``grad`` pushes them further out.
+
+    ``grad`` here is the ascent ``c - E[g] - s^2 lambda``, the negative of the
+    dual's gradient in :mod:`calibrated_response_plugins.dual`.
+    """
     lower, upper = sign_bounds(targets)
-    lam = np.asarray(lambdas, np.float64)
-    return ((lam <= lower) & (grad < 0)) | ((lam >= upper) & (grad > 0))
+    return dual.held_at_bound(np.asarray(lambdas, np.float64), -np.asarray(grad, np.float64), lower, upper)
 
 
 def dual_gradient(targets: MomentTargets, lambdas, table_moments) -> np.ndarray:
@@ -102,14 +103,12 @@ def dual_hessian(targets: MomentTargets, table_moments, chain_cov) -> np.ndarray
 def newton_step(targets: MomentTargets, lambdas, table_moments, chain_cov) -> np.ndarray:
     """Multipliers after one full Newton step on the dual, projected onto the sign bounds.
 
-    Multipliers held at a bound stay out of the solve (their rows are the identity).
+    Multipliers held at a bound stay out of the solve and do not move.
     """
     lam = np.asarray(lambdas, np.float64)
     s2 = np.array([c.s2 for c in targets.constraints])
     grad = targets.targets - feature_means(targets, table_moments) - s2 * lam
     free = ~held_at_bound(targets, lam, grad)
-    hessian = dual_hessian(targets, table_moments, chain_cov)
-    hessian = np.where(free[:, None] & free[None, :], hessian, np.eye(len(lam)))
-    direction = np.linalg.solve(hessian, np.where(free, grad, 0.0))
+    direction = dual.newton_direction(dual_hessian(targets, table_moments, chain_cov), -grad, free)
     lower, upper = sign_bounds(targets)
-    return np.clip(lam + direction, lower, upper)
+    return dual.clip_to_bounds(lam + direction, lower, upper)

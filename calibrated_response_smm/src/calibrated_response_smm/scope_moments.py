@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .features import ARITIES, TableLayout, bucket
+from .features import TableLayout, bucket
 
 MIN_CELLS = 256
 MIN_TERMS = 4
@@ -176,11 +176,6 @@ def cell_log_probabilities(plan: ScopePlan, flat, x, n_segments: int) -> jax.Arr
     shifted = logits - top[plan.segment]
     total = jax.ops.segment_sum(jnp.exp(shifted), plan.segment, num_segments=n_segments)
     return shifted - jnp.log(total)[plan.segment]
-
-
-def cell_probabilities(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:
-    """:func:`cell_log_probabilities`, exponentiated."""
-    return jnp.exp(cell_log_probabilities(plan, flat, x, n_segments))
 
 
 def scope_cell_log_means(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:

@@ -8,7 +8,7 @@ Two kinds of targets, one engine:
   :func:`build_targets_from_samples`.
 * :class:`MomentTargets` — linear moment constraints ``E[g_k] (=, <=, >=) c_k`` with
   multipliers ``lambda_k``; factor tables are ``theta_f = sum_{k in f} lambda_k G_k``
-  (DESIGN.md section 3). Built from a core ``ConstraintSet`` by :mod:`.adapters`.
+  (``docs/semantics.md``). Built from a core ``ConstraintSet`` by :mod:`.adapters`.
 
 Each host-side target set becomes a device objective (a NamedTuple of padded arrays)
 with the same four operations: parameters -> factor tables, the dual's ascent
@@ -24,6 +24,8 @@ import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from calibrated_response_plugins import dual
 
 from .features import LayoutShape, TableLayout, bucket, pad_table, state_mask
 from .graph import FactorGraph
@@ -63,10 +65,6 @@ class MomentTargets:
     def targets(self) -> np.ndarray:
         return np.array([c.target for c in self.constraints], dtype=np.float64)
 
-    @property
-    def ratio_factors(self) -> tuple[int, ...]:
-        """Factors (ascending ids) with a constraint read as a ratio of scope means."""
-        return tuple(sorted({c.factor_id for c in self.constraints if c.denominator is not None}))
 
 
 def build_targets_from_marginals(graph: FactorGraph, marginal_tables) -> TableTargets:
@@ -173,7 +171,7 @@ def moment_objective(layout: TableLayout, targets: MomentTargets) -> MomentObjec
         out[:K] = values
         return out
 
-    relations = [c.relation for c in targets.constraints]
+    lower, upper = dual.sign_bounds([c.relation for c in targets.constraints])
     return MomentObjective(
         features=tuple(jnp.asarray(a) for a in features),
         factor=tuple(jnp.asarray(a) for a in factor),
@@ -181,8 +179,8 @@ def moment_objective(layout: TableLayout, targets: MomentTargets) -> MomentObjec
         scopes=tuple(jnp.asarray(a) for a in scopes),
         target=jnp.asarray(padded(targets.targets, 0.0)),
         s2=jnp.asarray(padded([c.s2 for c in targets.constraints], 1.0)),
-        lower=jnp.asarray(padded([0.0 if r == "ge" else -np.inf for r in relations], 0.0)),
-        upper=jnp.asarray(padded([0.0 if r == "le" else np.inf for r in relations], 0.0)),
+        lower=jnp.asarray(padded(lower, 0.0)),
+        upper=jnp.asarray(padded(upper, 0.0)),
     )
 
 

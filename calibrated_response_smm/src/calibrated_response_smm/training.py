@@ -628,7 +628,8 @@ def fit_model(
         converged, done = at.converged, (at.search_chunks + at.average_chunks) * chunk
     for k in range(at.search_chunks, 0 if at.converged else n_search):
         state, infos, total = advance(state, zeros + lr, 0.0)
-        # two consecutive converged iterations: one can pass by Monte Carlo luck
+        # two consecutive converged iterations (one can pass by Monte Carlo luck); with
+        # chunk_size=1 a chunk holds only one, and that one decides
         converged = bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True)
         at = at._replace(search_chunks=k + 1, converged=converged)
         if saver:
@@ -707,15 +708,20 @@ def fit_model(
     )
 
 
+#: What :func:`fit_smm` uses for an argument left out when no ``config`` is passed.
+FIT_SMM_DEFAULTS = {"num_iterations": 200, "mcmc_steps_per_iteration": 2, "learning_rate": 0.5,
+                    "optimizer": "sgd", "l2_regularization": 1e-3}
+
+
 def fit_smm(
     graph: FactorGraph,
     targets,
-    num_iterations: int = 200,
-    mcmc_steps_per_iteration: int = 2,
-    learning_rate: float = 0.5,
-    optimizer: str = "sgd",
-    l2_regularization: float = 1e-3,
-    rng=0,
+    num_iterations: int | None = None,
+    mcmc_steps_per_iteration: int | None = None,
+    learning_rate: float | None = None,
+    optimizer: str | None = None,
+    l2_regularization: float | None = None,
+    rng=None,
     *,
     config: SMMConfig | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
@@ -723,20 +729,17 @@ def fit_smm(
     """Fit ``graph``'s factor tables to ``targets``; return ``(trained graph, history)``.
 
     ``targets`` is a :class:`~.targets.TableTargets` (one indicator per table cell) or
-    a :class:`~.targets.MomentTargets`. ``config`` overrides the schedule knobs not in
-    the signature. The history also carries ``marginals`` (per variable), ``params``,
+    a :class:`~.targets.MomentTargets`. The keyword arguments given override
+    ``config``; those left out keep ``config``'s values, or without a ``config``
+    :data:`FIT_SMM_DEFAULTS` (plain SGD, step 0.5). ``rng`` defaults to the config's
+    ``seed``. The history also carries ``marginals`` (per variable), ``params``,
     ``table_moments`` and ``diagnostics``.
     """
-    base = config or SMMConfig()
-    config = attrs.evolve(
-        base,
-        num_iterations=num_iterations,
-        mcmc_steps_per_iteration=mcmc_steps_per_iteration,
-        learning_rate=learning_rate,
-        optimizer=optimizer,
-        l2_regularization=l2_regularization,
-    )
-    model = SMMModel.build(graph, targets, config.num_chains, l2_regularization=l2_regularization,
+    given = {"num_iterations": num_iterations, "mcmc_steps_per_iteration": mcmc_steps_per_iteration,
+             "learning_rate": learning_rate, "optimizer": optimizer, "l2_regularization": l2_regularization}
+    overrides = {name: value for name, value in given.items() if value is not None}
+    config = attrs.evolve(config, **overrides) if config is not None else SMMConfig(**{**FIT_SMM_DEFAULTS, **overrides})
+    model = SMMModel.build(graph, targets, config.num_chains, l2_regularization=config.l2_regularization,
                            devices=config.devices)
     fit = fit_model(model, config, progress=progress, rng=rng)
     history = dict(fit.history)

@@ -7,9 +7,6 @@ here, apart from the test process's single device.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-
 import jax
 
 jax.config.update("jax_num_cpu_devices", 2)
@@ -20,13 +17,13 @@ from calibrated_response_smm.adapters import constraint_means  # noqa: E402
 from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables  # noqa: E402
 from calibrated_response_smm.mcmc import kernels, sharding  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-import test_kernels  # noqa: E402
+from calibrated_response_plugins.testing import small_binary_problem  # noqa: E402
+from calibrated_response_smm.testing import fit_constraints, mixed_graph  # noqa: E402
 
 
 def sweep_moments(num_chains: int = 1024, n_sweeps: int = 400):
     """Table moments and marginals of the mixed test graph from sweeps split across two devices."""
-    graph = test_kernels.mixed_graph()
+    graph = mixed_graph()
     layout = build_layout(graph)
     plan = kernels.build_plan(graph, layout, num_chains // 2).device()
     rows = kernels.make_rows(plan, layout.shape, tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
@@ -51,11 +48,9 @@ def sweep_moments(num_chains: int = 1024, n_sweeps: int = 400):
 
 
 def small_fit():
-    """The small binary problem of the conftest fitted with its chains on two devices."""
-    import conftest
-
-    problem = conftest.make_small_binary_problem()
-    adapted, _, fit = conftest.fit_constraints(problem, num_chains=1024, seed=3, devices=2)
+    """The small binary problem of the core's test helpers fitted with its chains on two devices."""
+    problem = small_binary_problem()
+    adapted, _, fit = fit_constraints(problem, num_chains=1024, seed=3, devices=2)
     means, _ = constraint_means(adapted, fit.table_moments)
     errors = {}
     for name, (devices, chains) in {"too_many": (3, 1024), "not_a_divisor": (2, 1023)}.items():

@@ -109,3 +109,21 @@ def test_scope_above_max_arity_is_skipped():
     assert adapted.targets.constraints == () and adapted.skipped[0].startswith("big:")
     kept = adapt(estimate, max_arity=3)
     assert adapted.graph.n_vars == 3 and kept.graph.factors[0].var_ids == (0, 1, 2)
+
+
+def test_a_scope_wider_than_the_backend_fits_is_skipped_with_a_reason():
+    """``max_arity=4`` lets the core keep a 4-variable scope; smm's layout fits 3, so it is skipped."""
+    from calibrated_response_plugins import DistributionBuilder
+
+    variables = VARIABLES + [{"name": "fog", "type": "binary"}]
+    estimates = [
+        {"id": "p_rain", "estimate_type": "probability", "probability": 0.3, "proposition": eq("rain")},
+        {"id": "p_all", "estimate_type": "conditional_probability", "probability": 0.5, "proposition": eq("rain"),
+         "conditions": [eq("wind"), eq("fog"), gt("temp", 20.0)]},
+    ]
+    builder = DistributionBuilder(variables, estimates, backend="smm", config={"max_arity": 4, "max_bins": 4})
+    constraints = builder.compile()
+    assert [c.id for c in constraints.constraints] == ["p_rain"]
+    assert constraints.skipped == ("p_all: mentions 4 variables, more than the backend fits "
+                                   "(SMMConfig.supported_arity=3)",)
+    graph_from_constraints(constraints)  # what the backend receives builds without error

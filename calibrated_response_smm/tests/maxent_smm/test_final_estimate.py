@@ -9,8 +9,9 @@ from calibrated_response_smm.adapters import graph_from_constraints
 from calibrated_response_smm import training
 from calibrated_response_smm.scope_moments import build_scope_plan
 from calibrated_response_smm.training import SMMModel, _chain_means, _chain_stderr
-from test_scope_moments import rare_condition_problem
-from conftest import assert_matches_brute_force, binary_domain, constraint, fit_constraints
+from calibrated_response_plugins.testing import binary_domain
+from calibrated_response_plugins.testing import table_constraint as constraint
+from calibrated_response_smm.testing import assert_matches_brute_force, fit_constraints, rare_condition_problem
 
 
 def locked_pairs_problem() -> ConstraintSet:

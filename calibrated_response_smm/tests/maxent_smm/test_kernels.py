@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import exact
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,20 +11,7 @@ from calibrated_response_smm.features import build_layout, graph_tables, moment_
 from calibrated_response_smm.graph import FactorGraph, SMMVariable, greedy_colouring
 from calibrated_response_smm.mcmc import kernels
 from calibrated_response_smm.mcmc.buffer import PersistentBuffer
-
-
-def mixed_graph(seed=0):
-    rng = np.random.default_rng(seed)
-    variables = [
-        SMMVariable.categorical("a", 2),
-        SMMVariable.categorical("b", 3),
-        SMMVariable.bounded_continuous("c", 0.0, 4.0, 4),
-        SMMVariable.categorical("d", 2),
-        SMMVariable.categorical("e", 3),
-    ]
-    scopes = [(0,), (1,), (0, 1), (1, 2), (2, 3, 4), (0, 4), (3,)]
-    tables = [rng.normal(size=[variables[i].size for i in s]) for s in scopes]
-    return FactorGraph.from_scopes(variables, scopes, tables)
+from calibrated_response_smm.testing import graph_joint, mixed_graph
 
 
 def binary_graph(seed=1):
@@ -73,7 +59,7 @@ def test_sweep_moments_match_enumeration(make_graph, num_chains, staged, monkeyp
     x, _ = run(x, jnp.uint32(0))
     x, acc = run(x, jnp.uint32(n_sweeps))
     moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))
-    joint = exact.graph_joint(graph)
+    joint = graph_joint(graph)
     for factor, table in zip(graph.factors, moments):
         expected = joint.sum(axis=tuple(i for i in range(graph.n_vars) if i not in factor.var_ids))
         # ~800k Rao-Blackwellised site draws: standard error below 1e-3 per cell;
@@ -112,6 +98,18 @@ def test_local_energy_delta_matches_full_energy():
         assert float(local_energy_delta(graph, state, var_id, proposed)) == pytest.approx(float(expected), abs=1e-5)
 
 
+def test_buffer_compiles_its_sweep_once():
+    """Repeated sampling calls and fresh buffers reuse one compiled sweep (same shapes)."""
+    from calibrated_response_smm.mcmc import buffer as buffer_module
+
+    graph = mixed_graph(2)
+    PersistentBuffer.initialize(graph, num_chains=64, rng=1).sample_step(n_sweeps=2)
+    compiled = buffer_module._advance._cache_size()
+    for rng in (2, 3):
+        PersistentBuffer.initialize(graph, num_chains=64, rng=rng).sample_step(n_sweeps=2).sample_step(n_sweeps=2)
+    assert buffer_module._advance._cache_size() == compiled
+
+
 def test_buffer_states_and_marginals():
     graph = mixed_graph(2)
     buffer = PersistentBuffer.initialize(graph, num_chains=1024, rng=5)
@@ -121,7 +119,7 @@ def test_buffer_states_and_marginals():
     assert states["cont"].shape == (1024, 1)
     assert np.all((states["cont"] >= 0.0) & (states["cont"] <= 4.0))
     marginals = buffer.marginals(n_sweeps=200)
-    joint = exact.graph_joint(graph)
+    joint = graph_joint(graph)
     for i, p in enumerate(marginals):
         expected = joint.sum(axis=tuple(j for j in range(graph.n_vars) if j != i))
         # 1024 chains x 200 sweeps, Rao-Blackwellised: standard error ~1e-3.

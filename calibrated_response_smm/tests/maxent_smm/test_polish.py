@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-import exact
 import numpy as np
 import pytest
 from calibrated_response_plugins import DistributionBuilder
 from calibrated_response_plugins.io import load_problem
 from calibrated_response_smm.adapters import graph_from_constraints
 from calibrated_response_smm.polish import dual_hessian, newton_step, scaled_gradient_norm
-from test_scope_moments import rare_condition_problem
+from calibrated_response_plugins.testing import exact_fit, exact_joint, joint_feature
+from calibrated_response_smm.testing import rare_condition_problem
 
 
 def exact_moments(problem, adapted, lambdas):
     """Per-factor table moments and the full feature covariance under the exact joint."""
-    joint = exact.joint(problem, lambdas)
+    joint = exact_joint(problem, lambdas)
     n_vars = joint.ndim
     tables = []
     for factor in adapted.graph.factors:
         others = tuple(v for v in range(n_vars) if v not in factor.var_ids)
         tables.append(joint.sum(axis=others))
-    features = [exact._expand(c.feature, c.scope, n_vars) * np.ones(joint.shape) for c in problem.constraints]
+    features = [joint_feature(problem, c) for c in problem.constraints]
     values = np.stack([f.reshape(-1) for f in features])
     mean = values @ joint.reshape(-1)
     cov = (values * joint.reshape(-1)) @ values.T - np.outer(mean, mean)
@@ -33,11 +33,9 @@ def exact_moments(problem, adapted, lambdas):
 def test_newton_step_on_exact_moments_converges_quadratically(problem_name, request):
     problem = request.getfixturevalue("small_binary_problem") if problem_name == "small_binary" else rare_condition_problem()
     adapted = graph_from_constraints(problem)
-    optimum, _ = exact.solve_dual(problem)
+    optimum = exact_fit(problem).lambdas
     rng = np.random.default_rng(0)
-    bounds = problem.lambda_bounds()
-    lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds])
-    upper = np.array([np.inf if hi is None else hi for _, hi in bounds])
+    lower, upper = problem.sign_bounds()
     start = np.clip(optimum + rng.normal(scale=0.2, size=optimum.shape), lower, upper)
     tables, cov = exact_moments(problem, adapted, start)
     # the within-factor blocks the polish rebuilds from table moments are the exact ones
@@ -50,13 +48,13 @@ def test_newton_step_on_exact_moments_converges_quadratically(problem_name, requ
     assert scaled_gradient_norm(adapted.targets, step, after) < scaled_gradient_norm(adapted.targets, start, tables)
 
 
-def test_polish_makes_a_rare_condition_residual_match_maxent(shared_cases):
+def test_polish_makes_a_rare_condition_residual_match_maxent(real_cases):
     """fb_v1_spread_25: ``P(target | C)`` with ``P(C)`` about 1e-3, a residual gap of ~0.06 without the polish."""
     if not any(ep.name == "maxent" for ep in entry_points(group="calibrated_response.backends")):
         pytest.skip("the maxent backend is not installed")
-    path = next((p for p in shared_cases if p.stem == "fb_v1_spread_25"), None)
+    path = next((p for p in real_cases if p.stem == "fb_v1_spread_25"), None)
     if path is None:
-        pytest.skip("fb_v1_spread_25 is not among the shared cases")
+        pytest.skip("fb_v1_spread_25 is not among the real cases")
     problem = load_problem(path)
     _, reference = DistributionBuilder(problem.variables, problem.estimates, backend="maxent").build(
         problem.target_variable, progress=False

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import exact
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from calibrated_response_plugins.constraints import ConstraintSet
 from calibrated_response_smm.adapters import constraint_means, graph_from_constraints
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.features import build_layout, graph_tables
@@ -15,7 +13,8 @@ from calibrated_response_smm.graph import FactorGraph, SMMVariable
 from calibrated_response_smm.mcmc.kernels import build_plan, make_rows, random_states, run_sweeps, seed_words
 from calibrated_response_smm.scope_moments import build_scope_plan, cell_log_probabilities, flat_tables, scope_cell_log_means
 from calibrated_response_smm.training import SMMModel, fit_model
-from conftest import binary_domain, constraint, continuous_domain
+from calibrated_response_plugins.testing import exact_joint, scope_mean
+from calibrated_response_smm.testing import graph_joint, rare_condition_problem
 
 
 def mixed_graph(seed=0):
@@ -42,7 +41,7 @@ def test_cell_probabilities_are_the_exact_scope_conditionals():
     x = random_states(plan, jnp.asarray(seed_words(5)), 16)
     flat = flat_tables(tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
     log_p = np.asarray(cell_log_probabilities(host.device(), flat, x, host.n_segments), np.float64)
-    joint = exact.graph_joint(graph)
+    joint = graph_joint(graph)
     states = np.asarray(x)[: graph.n_vars].T
     for chain, state in enumerate(states):
         per_factor = host.tables(log_p[:, chain])
@@ -68,7 +67,7 @@ def test_chain_average_matches_the_table_marginals():
         return scope_cell_log_means(host.device(), flat, x, host.n_segments)
 
     means = host.tables(np.asarray(run(random_states(plan, seed, chains)), np.float64))
-    joint = exact.graph_joint(graph)
+    joint = graph_joint(graph)
     for f in graph.factors:
         others = tuple(v for v in range(graph.n_vars) if v not in f.var_ids)
         # One Rao-Blackwellised draw from each of 2048 independent chains after 20 sweeps
@@ -76,36 +75,6 @@ def test_chain_average_matches_the_table_marginals():
         # sqrt(0.25 / 2048) = 0.011 and in practice several times smaller; 0.02 is a
         # loose bound that still catches any indexing error (those are O(0.1)).
         np.testing.assert_allclose(means[f.id], joint.sum(axis=others), atol=0.02)
-
-
-def rare_condition_problem() -> ConstraintSet:
-    """A conditional whose condition has probability about 0.003 under the fit.
-
-    ``c`` is continuous (10 bins on [0, 10]) and ``E[c] = 0.6`` crowds it into the
-    bottom bin, so ``c > 8`` is rare; ``P(a | c > 8) = 0.7`` is still informative.
-    """
-    domains = [binary_domain("a"), continuous_domain("c", 0.0, 10.0, 10), binary_domain("b")]
-    one = np.array([0.0, 1.0])
-    given = (np.arange(10) >= 8).astype(float)
-    u = (np.arange(10) + 0.5) / 10
-    cond = np.outer(one, given) - 0.7 * np.outer(np.ones(2), given)
-    return ConstraintSet(
-        domains=domains,
-        constraints=[
-            constraint("pa", (0,), one, 0.4),
-            constraint("ec", (1,), u, 0.06),
-            constraint("pb", (2,), one, 0.5),
-            constraint("pab", (0, 2), np.outer(one, one), 0.3),
-            _ratio(constraint("a_given_rare", (0, 1), cond, 0.0), np.outer(one, given), np.outer(np.ones(2), given)),
-        ],
-    )
-
-
-def _ratio(c, numerator, denominator):
-    import attrs
-
-    return attrs.evolve(c, estimate_type="conditional_probability", report_numerator=numerator,
-                        report_denominator=denominator, report_target=0.7)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -118,10 +87,10 @@ def test_rare_condition_ratio_is_precise(seed):
     assert fit.diagnostics["scope_factors"] == 1
     _, report = constraint_means(adapted, fit.table_moments)
     # the reference is the exact ratio at the fitted multipliers: this isolates the estimator
-    joint = exact.joint(problem, fit.params)
+    joint = exact_joint(problem, fit.params)
     ratio = problem.constraints[4]
-    numerator = exact.scope_mean(joint, ratio.report_numerator, ratio.scope)
-    denominator = exact.scope_mean(joint, ratio.report_denominator, ratio.scope)
+    numerator = scope_mean(joint, ratio.report_numerator, ratio.scope)
+    denominator = scope_mean(joint, ratio.report_denominator, ratio.scope)
     assert denominator < 0.01
     # P(C) ~ 3e-3: the pivot estimator sees ~0.3% of 2048 chains x 60 sweeps in C, a ratio
     # error of several 1e-2. Scope-wise, every chain contributes q(a, c | b), smooth in b,

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import exact
 import numpy as np
 import pytest
-import test_kernels
 from calibrated_response_smm.config import SMMConfig
+from calibrated_response_plugins.testing import exact_fit
 from calibrated_response_smm.mcmc import sharding
+from calibrated_response_smm.testing import graph_joint, mixed_graph
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def test_split_sweeps_match_enumeration(two_devices):
     assert run["x_devices"] == 2
     assert not run["halves_equal"]  # every chain draws its own stream
     assert run["sweeps"] == 400  # sums averaged across devices, not added
-    graph = test_kernels.mixed_graph()
-    joint = exact.graph_joint(graph)
+    graph = mixed_graph()
+    joint = graph_joint(graph)
     for factor, table in zip(graph.factors, run["moments"]):
         expected = joint.sum(axis=tuple(i for i in range(graph.n_vars) if i not in factor.var_ids))
         # 1024 chains x 400 sweeps, Rao-Blackwellised: standard error below 1e-3 per
@@ -89,7 +89,7 @@ def test_split_sweeps_match_enumeration(two_devices):
 def test_split_fit_matches_brute_force(two_devices, small_binary_problem):
     fit = two_devices["fit"]
     assert fit["devices"] == 2 and fit["converged"]
-    _, means = exact.solve_dual(small_binary_problem)
+    means = exact_fit(small_binary_problem).feature_means
     # as test_small_binary: 1024 chains x 60 final sweeps, standard error ~1e-3
     np.testing.assert_allclose(fit["means"], means, atol=0.01)
 
@@ -128,3 +128,17 @@ def test_use_cpu_cores_respects_a_chosen_count():
     )
     assert _python(code) == ["False", "1"]
 
+
+
+def test_compiling_leaves_the_device_count_alone_unless_asked():
+    """The backend changes JAX's process-wide CPU device count only with ``one_device_per_core``."""
+    code = (
+        "import jax; from calibrated_response_plugins import DistributionBuilder;"
+        "from calibrated_response_plugins.testing import CONFORMANCE_PROBLEM as P;"
+        "b = DistributionBuilder(P['variables'], P['estimates'], backend='smm', config={OPTIONS});"
+        "b._plugins.hook.compile_constraints(problem=b.compile(), config=b.config);"
+        "print(jax.config.jax_num_cpu_devices)"
+    )
+    assert _python(code.replace("{OPTIONS}", "None")) == ["-1"]  # -1: JAX's own default
+    asked = _python(code.replace("{OPTIONS}", "{'one_device_per_core': True}"))
+    assert int(asked[0]) >= 1

@@ -8,7 +8,7 @@ from calibrated_response_smm.graph import FactorGraph, SMMVariable
 from calibrated_response_smm.targets import build_targets_from_marginals
 from calibrated_response_smm import training
 from calibrated_response_smm.training import fit_smm
-from conftest import assert_matches_brute_force, fit_constraints
+from calibrated_response_smm.testing import assert_matches_brute_force, fit_constraints
 
 
 def _fit(problem, **options):
@@ -76,3 +76,25 @@ def test_fit_smm_recovers_table_marginals(optimizer):
     for fitted, target in zip(history["table_moments"], tables):
         np.testing.assert_allclose(fitted, target, atol=0.02)
     assert set(history) >= {"iteration", "max_error", "mean_error", "acceptance", "runtime"}
+
+
+def test_fit_smm_keeps_a_passed_config_where_no_argument_overrides_it(monkeypatch):
+    """Arguments left out of ``fit_smm`` take the config's values, not the function's old defaults."""
+    seen = {}
+
+    def record(model, config, progress=None, rng=None):
+        seen["config"], seen["rng"] = config, rng
+        raise StopIteration  # the schedule itself is not under test here
+
+    monkeypatch.setattr(training, "fit_model", record)
+    variables = [SMMVariable.categorical(n, 2) for n in "ab"]
+    graph = FactorGraph.from_scopes(variables, [(0, 1)])
+    targets = build_targets_from_marginals(graph, [np.full((2, 2), 0.25)])
+    config = training.SMMConfig(optimizer="adam", learning_rate=0.05, num_iterations=30, seed=4)
+    with pytest.raises(StopIteration):
+        fit_smm(graph, targets, num_iterations=10, config=config)
+    assert (seen["config"].optimizer, seen["config"].learning_rate) == ("adam", 0.05)
+    assert seen["config"].num_iterations == 10  # an argument given still overrides
+    with pytest.raises(StopIteration):
+        fit_smm(graph, targets)
+    assert (seen["config"].optimizer, seen["config"].learning_rate) == ("sgd", 0.5)

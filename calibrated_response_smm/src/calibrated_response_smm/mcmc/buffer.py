@@ -15,7 +15,32 @@ import numpy as np
 from ..features import build_layout, graph_tables
 from ..graph import FactorGraph
 from .hybrid import continuous_map, read_states
-from .kernels import SWEEP_COMPILER_OPTIONS, build_plan, gibbs_kernel, make_rows, run_sweeps, seed_words, sweep_words, zero_accumulators
+from .kernels import (
+    SWEEP_COMPILER_OPTIONS,
+    build_plan,
+    gibbs_kernel,
+    make_rows,
+    random_states,
+    run_sweeps,
+    seed_words,
+    sweep_words,
+    zero_accumulators,
+)
+
+
+@functools.cache
+def default_kernel():
+    """The plain Gibbs ``(init, step)`` pair, built once.
+
+    ``_advance`` takes the step function as a static argument, so it compiles once
+    per distinct function object: a fresh ``gibbs_kernel()`` per call would compile
+    the sweep again on every call. A caller's own kernel is likewise built once and reused.
+    """
+    return gibbs_kernel()
+
+
+_random_states = jax.jit(random_states, static_argnums=2)
+_make_rows = jax.jit(make_rows, static_argnums=1)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5), compiler_options=SWEEP_COMPILER_OPTIONS)
@@ -54,22 +79,25 @@ class PersistentBuffer:
         layout = build_layout(graph)
         plan = build_plan(graph, layout, num_chains).device()
         seed = jnp.asarray(seed_words(int(rng)))
-        init, _ = gibbs_kernel()
-        return cls(graph, jax.jit(init, static_argnums=2)(plan, seed, num_chains), seed, layout, plan)
+        return cls(graph, _random_states(plan, seed, num_chains), seed, layout, plan)
 
     def _rows_for(self, graph: FactorGraph):
         if self._tables_of is not graph:  # tables change only when the graph object does
             theta = tuple(jnp.asarray(t) for t in graph_tables(self._layout, graph))
-            self._rows = jax.jit(make_rows, static_argnums=1)(self._plan, self._layout.shape, theta)
+            self._rows = _make_rows(self._plan, self._layout.shape, theta)
             self._tables_of = graph
         return self._rows
 
     def sample_step(self, graph: FactorGraph | None = None, kernel=None, n_sweeps: int = 1, rng=None):
-        """Advance every chain by ``n_sweeps`` sweeps of ``kernel`` (default: Gibbs) at ``graph``'s tables."""
+        """Advance every chain by ``n_sweeps`` sweeps of ``kernel`` (default: Gibbs) at ``graph``'s tables.
+
+        ``kernel`` is an ``(init, step)`` pair such as ``gibbs_kernel(temperature)``;
+        build it once and pass the same pair each call (each new one compiles anew).
+        """
         graph = self.graph if graph is None else graph
         if rng is not None:
             self.seed = jnp.asarray(seed_words(int(rng)))
-        _, step = kernel or gibbs_kernel()
+        _, step = kernel or default_kernel()
         self.x = _advance(step, self._plan, self._rows_for(graph), self.x, (self.seed, jnp.uint32(self.counter)), n_sweeps)
         self.counter += n_sweeps
         return self

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..graph import FactorGraph
-from .kernels import Rows, SweepPlan, run_sweeps, site_uniforms, sweep_words
+from .kernels import site_uniforms
 
 
 class ContinuousMap(NamedTuple):
@@ -45,9 +45,3 @@ def read_states(cmap: ContinuousMap, x, words):
     u = site_uniforms(words, jnp.uint32(0), bins.shape)
     values = cmap.low[:, None] + (bins.astype(jnp.float32) + u) * cmap.width[:, None]
     return {"cat": x[cmap.cat_rows].T, "cont": values.T}
-
-
-def hybrid_sweep(plan: SweepPlan, rows: Rows, cmap: ContinuousMap, x, seed, counter, n_sweeps: int = 1):
-    """``n_sweeps`` Gibbs sweeps on the bins, then a uniform draw inside each continuous bin."""
-    x, _ = run_sweeps(plan, rows, x, seed, counter, None, n_sweeps, accumulate=False)
-    return x, read_states(cmap, x, sweep_words(seed, counter + n_sweeps + 0x10000))

@@ -68,8 +68,8 @@ class Stage(NamedTuple):
     """Blocks of same-coloured variables with equal padded slot counts (device arrays).
 
     ``D2``/``D3``: pairwise/triple slots per variable; ``P2``/``P3``: the leading slots
-    that may be the factor's pivot (its first scope variable), which carries the
-    factor's Rao-Blackwellised moments.
+    that may be the factor's pivot (a triple's first scope variable, a pair's
+    :func:`balanced_pivots` choice), which carries the factor's Rao-Blackwellised moments.
     """
 
     vars: jax.Array  # i32[n_blocks, b]: variable row per slot (dummy: padding)
