@@ -54,11 +54,11 @@ from .mcmc.kernels import (
     build_plan,
     make_rows,
     move_rate,
-    random_states,
     seed_words,
     zero_accumulators,
 )
-from .mcmc.sharding import chain_devices, chain_sharding, run_sweeps
+from .mcmc.gibbs import GibbsKernel, GibbsState, build_kernel
+from .mcmc.sharding import chain_devices
 from .targets import (
     MomentObjective,
     MomentTarget,
@@ -154,20 +154,16 @@ def _projected(objective, params, grad):
     return jnp.concatenate([(g * m).reshape(-1) for g, m in zip(grad, objective.mask)])
 
 
+def _kernel(static: Static, plan: SweepPlan, n_sweeps: int) -> GibbsKernel:
+    """The Gibbs kernel of ``n_sweeps`` sweeps per step at ``static``'s settings."""
+    return build_kernel(plan, static.shape, n_sweeps, temperature=static.temperature, devices=static.devices)
+
+
 def iteration(static: Static, plan: SweepPlan, objective, state: TrainState, lr, averaging):
     """Sweeps at the current tables, then one dual step (pure); also returns the sweeps' sums."""
     rows = make_rows(plan, static.shape, factor_tables(static, objective, state.params))
-    x, acc = run_sweeps(
-        static.devices,
-        plan,
-        rows,
-        state.x,
-        state.seed,
-        state.counter,
-        zero_accumulators(static.shape),
-        static.sweeps,
-        temperature=static.temperature,
-    )
+    gibbs, acc = _kernel(static, plan, static.sweeps).step(GibbsState(state.x, state.seed, state.counter), rows)
+    x = gibbs.x
     moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
     grad = ascent(objective, state.params, moments)
     extra = {}
@@ -204,9 +200,7 @@ def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed
     params = init_params(objective)
     opt_state = dual_transformation(static.optimizer, objective, static.grad_clip).init(params)
     zeros = polyak_init(params).average
-    x = random_states(plan, seed, num_chains)
-    if static.devices > 1:  # start split, as every chunk leaves them (one compiled chunk, no reshuffle)
-        x = jax.lax.with_sharding_constraint(x, chain_sharding(static.devices))
+    x = _kernel(static, plan, static.sweeps).init(seed, num_chains).x
     return TrainState(x, params, opt_state, zeros, jnp.zeros((), jnp.float32), seed, jnp.zeros((), jnp.uint32))
 
 
@@ -250,9 +244,15 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
     rows = make_rows(plan, static.shape, tables)
     flat = flat_tables(tables)
 
+    one, several = _kernel(static, plan, 1), _kernel(static, plan, every)
+
+    def advance(kernel, x, acc, counter):
+        gibbs, sums = kernel.step(GibbsState(x, state.seed, counter), rows)
+        return gibbs.x, jax.tree.map(jnp.add, acc, sums)
+
     def sweep_and_count(carry, counter):  # one sweep, then every chain's feature values
         x, acc, values = carry
-        x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, 1, temperature=static.temperature)
+        x, acc = advance(one, x, acc, counter)
         return (x, acc, values + chain_values(spread, x, static.shape.n_states)), None
 
     def body(carry, i):
@@ -262,8 +262,7 @@ def estimate_chunk(static: Static, plan: SweepPlan, objective, scope: ScopePlan 
             sweeps = counter + jnp.arange(every, dtype=jnp.uint32)
             (x, acc, values), _ = jax.lax.scan(sweep_and_count, (x, acc, values), sweeps)
         else:
-            x, acc = run_sweeps(static.devices, plan, rows, x, state.seed, counter, acc, every,
-                                temperature=static.temperature)
+            x, acc = advance(several, x, acc, counter)
             if spread is not None:
                 values = values + chain_values(spread, x, static.shape.n_states)
         if scope is not None:

@@ -349,7 +349,7 @@ def _source_maps(stages, layout: TableLayout) -> tuple[np.ndarray, np.ndarray]:
 
 def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bool = True) -> HostPlan:
     """Colour the graph and build the staged, blocked index maps for ``num_chains`` chains."""
-    S, dummy = layout.n_states, layout.dummy
+    S = layout.n_states
     n = graph.n_vars
     colours = greedy_colouring(graph)
     unaries, pairs, triples = _slots(layout, 1), _slots(layout, 2), _slots(layout, 3)
