@@ -40,6 +40,7 @@ from calibrated_response_plugins import DistributionBuilder, load_problem  # noq
 from calibrated_response_plugins.registry import installed_backends  # noqa: E402
 
 from outcomes import status_counts  # noqa: E402
+from sections import carry_sections  # noqa: E402
 from synthetic import (  # noqa: E402
     SYNTHETIC_SIZES,
     backend_device,
@@ -757,7 +758,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_case_times(results, backends, args.figures / "time_per_case.png")
     plot_scaling(scaling[0], backends, args.figures / "time_per_iteration.png")
     run["seconds"] = time.perf_counter() - started
-    args.report.write_text(render_report(run, results, backends, scaling, gibbs), encoding="utf-8")
+    previous = args.report.read_text(encoding="utf-8") if args.report.exists() else ""
+    # the sections other benchmarks write (scale, THRML, GPU) stay as they were
+    args.report.write_text(carry_sections(previous, render_report(run, results, backends, scaling, gibbs)),
+                           encoding="utf-8")
     if not args.no_readme:
         update_readme(args.readme, readme_headline(results, backends, run))
     print(headline_table(results, backends))
