@@ -121,3 +121,19 @@ def test_scale_benchmark_runs_end_to_end(tmp_path):
     assert text.startswith("# Benchmark report\n\nexisting text\n")
     assert "<!-- section:scale:start -->" in text and "| tree | 5 | `maxent` |" in text
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_gpu_report_reads_what_gpu_sh_writes(tmp_path):
+    gpu_report = load_module("gpu_report")
+    assert "No accelerator was lent" in gpu_report.render_section(None)
+    (tmp_path / "machine.txt").write_text("NVIDIA H200, 143771 MiB\n", encoding="utf-8")
+    (tmp_path / "steps.jsonl").write_text(
+        '{"step": "install", "exit": 0, "seconds": 5, "limit": 60}\n'
+        '{"step": "scale 10000", "exit": 124, "seconds": 120, "limit": 120}\n', encoding="utf-8")
+    record = {"peer": "smm", "status": "ok", "states": 2, "n_vars": 1_000_000, "n_pairs": 2_500_000,
+              "chains": 256, "site_updates_per_s": 3.5e10}
+    (tmp_path / "throughput_k2.json").write_text(json.dumps({"records": [record]}), encoding="utf-8")
+    lines = gpu_report.rate_lines(gpu_report.collect(tmp_path))
+    assert lines[0].endswith("35 site updates / ns (goal >= 30)")
+    assert lines[1] == "step 'scale 10000' exited 124 after 120 s (limit 120 s; 124 is a timeout)"
+    assert "NVIDIA H200" in gpu_report.render_section(gpu_report.collect(tmp_path))
