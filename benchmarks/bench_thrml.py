@@ -227,6 +227,8 @@ def render_section(data: dict) -> str:
     ]
     if skipped:
         parts.append("Not measured: " + "; ".join(skipped) + ".")
+    if data.get("note"):
+        parts.append(f"Note: {data['note']}.")
     return "\n\n".join(parts)
 
 
