@@ -218,7 +218,8 @@ def run_fit(spec: FitSpec, cache: Path, timeout_s: float) -> dict:
     marginals = cache / f"{spec.key}.npz"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec.to_json()), str(marginals)]
     started = time.perf_counter()
-    base = {**spec.to_json(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    base = {**spec.to_json(), "key": spec.key,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
@@ -228,7 +229,7 @@ def run_fit(spec: FitSpec, cache: Path, timeout_s: float) -> dict:
     if done.returncode != 0:
         return {**base, "status": "error", "message": last_line(done.stderr)[:300], "process_s": process_s}
     record = json.loads(last_line(done.stdout))
-    return {**base, **record, "process_s": process_s, "key": spec.key}
+    return {**base, **record, "process_s": process_s}
 
 
 def load_marginals(record: dict, cache: Path) -> tuple[np.ndarray, np.ndarray] | None:

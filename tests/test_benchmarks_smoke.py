@@ -137,3 +137,13 @@ def test_gpu_report_reads_what_gpu_sh_writes(tmp_path):
     assert lines[0].endswith("35 site updates / ns (goal >= 30)")
     assert lines[1] == "step 'scale 10000' exited 124 after 120 s (limit 120 s; 124 is a timeout)"
     assert "NVIDIA H200" in gpu_report.render_section(gpu_report.collect(tmp_path))
+
+
+def test_scale_fit_past_its_timeout_is_recorded_not_fatal(tmp_path):
+    scale = load_module("scale")
+    spec = scale.FitSpec("tree", 5, "maxent", "maxent")
+    record = scale.run_fit(spec, tmp_path, timeout_s=0.01)  # no Python process starts that fast
+    assert record["status"] == "timeout" and record["key"] == spec.key
+    reference = {**record, "label": "pgmax", "key": "other"}
+    assert "max_marginal_error" not in scale.with_accuracy(record, reference, tmp_path)
+    assert "timeout" in scale.summary_line(record)
