@@ -32,6 +32,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -41,7 +42,6 @@ use_cpu_cores()  # one CPU device per core, as the backend does before its first
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from calibrated_response_plugins import DistributionBuilder
 from calibrated_response_plugins.io import load_problem
 from calibrated_response_smm.config import SMMConfig
@@ -117,7 +117,13 @@ def test_case_build_warm(benchmark):
           f"with import and compilation) {cold:.2f} s (target <= 5)")
 
 
-def _throughput(benchmark, graph: FactorGraph, num_chains: int, n_sweeps: int, label: str, target: float):
+def sweep_runner(graph: FactorGraph, num_chains: int, n_sweeps: int) -> tuple[Callable[[], object], int]:
+    """``(run, devices)``: ``run()`` performs ``n_sweeps`` chromatic Gibbs sweeps of every chain and blocks.
+
+    The chains are split across local devices as the backend splits them; ``run`` is
+    compiled (called once) before it is returned, and every call starts from the same
+    states with a new sweep counter.
+    """
     devices = sharding.chain_devices(None, num_chains, graph.n_vars)
     layout = build_layout(graph)
     plan = kernels.build_plan(graph, layout, num_chains // devices).device()
@@ -133,7 +139,18 @@ def _throughput(benchmark, graph: FactorGraph, num_chains: int, n_sweeps: int, l
         compiler_options=kernels.SWEEP_COMPILER_OPTIONS,
     )
     jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(0)))  # compile
-    benchmark.pedantic(lambda: jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(1))), rounds=5, iterations=1)
+    calls = [0]
+
+    def run():
+        calls[0] += 1
+        return jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(calls[0])))
+
+    return run, devices
+
+
+def _throughput(benchmark, graph: FactorGraph, num_chains: int, n_sweeps: int, label: str, target: float):
+    run, devices = sweep_runner(graph, num_chains, n_sweeps)
+    benchmark.pedantic(run, rounds=5, iterations=1)
     rate = graph.n_vars * num_chains * n_sweeps / benchmark.stats.stats.median
     benchmark.extra_info.update(
         machine(), n_vars=graph.n_vars, n_factors=len(graph.factors), states=graph.sizes[0],
@@ -154,12 +171,16 @@ def test_gibbs_throughput_21_states(benchmark):
 LARGE = dict(n_vars=100_000, n_factors=300_000, states=10, num_chains=256)
 
 
-def large_iteration():
-    """``(setup seconds, one-iteration function, model)`` for the 100k-variable training benchmark."""
+def large_iteration(sizes: dict | None = None):
+    """``(setup seconds, one-iteration function, model)`` for the 100k-variable training benchmark.
+
+    ``sizes`` replaces entries of :data:`LARGE` (smaller graphs for a quick check).
+    """
+    sizes = {**LARGE, **(sizes or {})}
     started = time.perf_counter()
-    graph = random_sparse_graph(LARGE["n_vars"], LARGE["n_factors"], LARGE["states"])
+    graph = random_sparse_graph(sizes["n_vars"], sizes["n_factors"], sizes["states"])
     targets = TableTargets([np.full(f.table_shape, 1.0 / f.parameters.size) for f in graph.factors])
-    config = SMMConfig(num_chains=LARGE["num_chains"], mcmc_steps_per_iteration=1, optimizer="adam", learning_rate=0.05)
+    config = SMMConfig(num_chains=sizes["num_chains"], mcmc_steps_per_iteration=1, optimizer="adam", learning_rate=0.05)
     model = SMMModel.build(graph, targets, config.num_chains)
     objective = model.objective()
     plan = model.plan.device()
@@ -202,3 +223,29 @@ def test_large_training_iteration(benchmark):
           f"{benchmark.stats.stats.median:.2f} s (target <= 1), host setup {setup:.1f} s; fresh process: "
           f"peak RSS {fresh['peak_rss_gb']:.2f} GB (target <= 4), first iteration with compilation "
           f"{fresh['first_iteration_s']:.1f} s")
+
+
+def large_iteration_record(sizes: dict | None = None, rounds: int = 3) -> dict:
+    """Setup, first (compiling) and median further iteration seconds of the large training benchmark."""
+    import resource
+    import statistics
+
+    setup, run, model = large_iteration(sizes)
+    started = time.perf_counter()
+    run()
+    first = time.perf_counter() - started
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return {**LARGE, **(sizes or {}), "setup_s": setup, "first_iteration_s": first,
+            "iteration_s": statistics.median(times), "rounds": rounds, "devices": model.devices,
+            "device": str(jax.devices()[0]), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+if __name__ == "__main__":
+    # python benchmarks/bench_smm.py [n_vars [n_factors]]: one JSON line of the large training iteration
+    arguments = [int(float(a)) for a in sys.argv[1:3]]
+    chosen = dict(zip(("n_vars", "n_factors"), arguments))
+    print(json.dumps(large_iteration_record(chosen)))

@@ -37,6 +37,7 @@ from calibrated_response_plugins import load_problem  # noqa: E402
 from calibrated_response_plugins.registry import installed_backends  # noqa: E402
 
 from harness import SHARED_CASES, cases_directory  # noqa: E402
+from sections import carry_sections  # noqa: E402
 from measure import (  # noqa: E402,F401  (CaseResult, target_probability: part of this module's API)
     REFERENCE,
     CaseResult,
@@ -163,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_case_times(results, backends, args.figures / "time_per_case.png")
     plot_scaling(scaling[0], backends, args.figures / "time_per_iteration.png")
     run["seconds"] = time.perf_counter() - started
-    args.report.write_text(render_report(run, results, backends, scaling, gibbs), encoding="utf-8")
+    previous = args.report.read_text(encoding="utf-8") if args.report.exists() else ""
+    # the sections other benchmarks write (scale, THRML, GPU) stay as they were
+    args.report.write_text(carry_sections(previous, render_report(run, results, backends, scaling, gibbs)),
+                           encoding="utf-8")
     if not args.no_readme:
         update_readme(args.readme, readme_headline(results, backends, run))
     print(headline_table(results, backends))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from calibrated_response_plugins import compile_problem, installed_backends
@@ -95,3 +97,87 @@ def test_one_target_metric_for_both_kinds():
     assert harness.target_difference([1, 0, 0, 0], [0, 1, 0, 0], edges, binary=False) == pytest.approx(0.25)
     # the same mean from two shapes is no difference: the metric reads the mean, not the bins
     assert harness.target_difference([0.5, 0, 0, 0.5], [0, 0.5, 0.5, 0], edges, binary=False) == pytest.approx(0.0)
+
+
+def test_report_sections_are_replaced_in_place_and_carried_over():
+    sections = load_module("sections")
+    text = sections.upsert_section("# Report\n\nbody\n", "scale", "first")
+    assert text == "# Report\n\nbody\n\n<!-- section:scale:start -->\nfirst\n<!-- section:scale:end -->\n"
+    text = sections.upsert_section(sections.upsert_section(text, "thrml", "peer"), "scale", "second")
+    assert list(sections.sections_of(text)) == ["scale", "thrml"] and "first" not in text and "second" in text
+    # report.py rewrites the page: the sections it does not write come along, in order
+    carried = sections.carry_sections(text, "# Report\n\nnew body\n")
+    assert carried.startswith("# Report\n\nnew body\n") and sections.sections_of(carried) == sections.sections_of(text)
+
+
+def test_scale_marginal_errors_and_exponent():
+    scale = load_module("scale")
+    # two variables: a binary one and a three-state one, flattened with offsets [0, 2, 5]
+    mine = (np.array([0.7, 0.3, 0.2, 0.5, 0.3]), np.array([0, 2, 5]))
+    reference = (np.array([0.6, 0.4, 0.2, 0.45, 0.35]), np.array([0, 2, 5]))
+    errors = scale.marginal_errors(mine, reference)
+    assert errors["max_marginal_error"] == pytest.approx(0.1)
+    assert errors["median_marginal_error"] == pytest.approx(0.075)  # median of 0.1 and 0.05
+    with pytest.raises(ValueError, match="different variables"):
+        scale.marginal_errors(mine, (reference[0][:4], np.array([0, 2, 4])))
+    # t = 2 n^1.5 exactly: the least-squares slope is 1.5 to rounding
+    slope, intercept = scale.fitted_exponent([10, 100, 1000], [2 * 10**1.5, 2 * 100**1.5, 2 * 1000**1.5])
+    assert slope == pytest.approx(1.5, abs=1e-9) and intercept == pytest.approx(np.log10(2), abs=1e-9)
+
+
+def test_scale_records_merge_by_graph_size_and_backend():
+    scale = load_module("scale")
+    old = [{"graph": "tree", "n_variables": 10, "label": "smm", "seconds": 1.0},
+           {"graph": "tree", "n_variables": 10, "label": "pgmax", "seconds": 2.0}]
+    new = [{"graph": "tree", "n_variables": 10, "label": "smm", "seconds": 3.0}]
+    merged = scale.merge_records(old, new)
+    assert [(r["label"], r["seconds"]) for r in merged] == [("pgmax", 2.0), ("smm", 3.0)]
+
+
+@pytest.mark.skipif("maxent" not in installed_backends(), reason="the maxent backend is not installed")
+def test_scale_benchmark_runs_end_to_end(tmp_path):
+    """scale.py on 5-variable problems with maxent (exact) as backend and reference: JSON, section, figure."""
+    out, report = tmp_path / "scale.json", tmp_path / "REPORT.md"
+    report.write_text("# Benchmark report\n\nexisting text\n", encoding="utf-8")
+    command = [sys.executable, str(BENCHMARKS / "scale.py"), "--sizes", "5", "--graphs", "tree,loopy",
+               "--backends", "maxent", "--reference-backend", "maxent", "--out", str(out),
+               "--cache", str(tmp_path / "cache"), "--report", str(report), "--figure", str(tmp_path / "t.png")]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    records = json.loads(out.read_text(encoding="utf-8"))["records"]
+    assert [(r["graph"], r["n_variables"], r["status"]) for r in records] == [("loopy", 5, "ok"), ("tree", 5, "ok")]
+    for record in records:
+        # the reference is this very fit, so its error is zero by construction; its residual is the
+        # exact optimum's (a few 1e-3: the synthetic estimates are only close to consistent)
+        assert record["converged"] and record["max_marginal_error"] == 0.0 and record["max_residual"] < 0.01
+        assert record["seconds"] > 0 and 0 < record["peak_rss_gb"] < 8 and record["iterations"] > 0
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmark report\n\nexisting text\n")
+    assert "<!-- section:scale:start -->" in text and "| tree | 5 | `maxent` |" in text
+    assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_gpu_report_reads_what_gpu_sh_writes(tmp_path):
+    gpu_report = load_module("gpu_report")
+    assert "No accelerator was lent" in gpu_report.render_section(None)
+    (tmp_path / "machine.txt").write_text("NVIDIA H200, 143771 MiB\n", encoding="utf-8")
+    (tmp_path / "steps.jsonl").write_text(
+        '{"step": "install", "exit": 0, "seconds": 5, "limit": 60}\n'
+        '{"step": "scale 10000", "exit": 124, "seconds": 120, "limit": 120}\n', encoding="utf-8")
+    record = {"peer": "smm", "status": "ok", "states": 2, "n_vars": 1_000_000, "n_pairs": 2_500_000,
+              "chains": 256, "site_updates_per_s": 3.5e10}
+    (tmp_path / "throughput_k2.json").write_text(json.dumps({"records": [record]}), encoding="utf-8")
+    lines = gpu_report.rate_lines(gpu_report.collect(tmp_path))
+    assert lines[0].endswith("35 site updates / ns (goal >= 30)")
+    assert lines[1] == "step 'scale 10000' exited 124 after 120 s (limit 120 s; 124 is a timeout)"
+    assert "NVIDIA H200" in gpu_report.render_section(gpu_report.collect(tmp_path))
+
+
+def test_scale_fit_past_its_timeout_is_recorded_not_fatal(tmp_path):
+    scale = load_module("scale")
+    spec = scale.FitSpec("tree", 5, "maxent", "maxent")
+    record = scale.run_fit(spec, tmp_path, timeout_s=0.01)  # no Python process starts that fast
+    assert record["status"] == "timeout" and record["key"] == spec.key
+    reference = {**record, "label": "pgmax", "key": "other"}
+    assert "max_marginal_error" not in scale.with_accuracy(record, reference, tmp_path)
+    assert "timeout" in scale.summary_line(record)
