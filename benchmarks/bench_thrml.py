@@ -197,7 +197,7 @@ def device_description() -> str:
 
 def render_section(data: dict) -> str:
     """The ``thrml`` section of REPORT.md."""
-    from report import markdown_table
+    from render import markdown_table
 
     records = data.get("records", [])
     by_graph: dict[tuple, dict[str, dict]] = {}
@@ -233,7 +233,7 @@ def render_section(data: dict) -> str:
 
 
 def machine() -> dict:
-    from report import cpu_description, load_average
+    from measure import cpu_description, load_average
 
     model, cores = cpu_description(Path("/proc/cpuinfo").read_text(encoding="utf-8"))
     return {"cpu": model, "cores": cores, "load average": load_average()}

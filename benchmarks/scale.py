@@ -326,7 +326,7 @@ def save_results(path: Path, records: Sequence[dict], machine: dict) -> dict:
 
 def machine_summary() -> dict:
     """CPU model and cores, the load average and the commit (each fit records its own device)."""
-    from report import cpu_description, git_revision, load_average
+    from measure import cpu_description, git_revision, load_average
 
     try:
         model, cores = cpu_description(Path("/proc/cpuinfo").read_text(encoding="utf-8"))
@@ -387,7 +387,7 @@ def plot_time_to_solution(records: Sequence[dict], path: Path) -> None:
 
 
 def cell(value, digits: int = 3) -> str:
-    from report import fmt
+    from render import fmt
 
     if value is None:
         return "-"
@@ -398,7 +398,7 @@ def cell(value, digits: int = 3) -> str:
 
 def results_table(records: Sequence[dict]) -> str:
     """One row per fit: time, iterations, sweeps, chains, RSS, convergence, residual and accuracy."""
-    from report import markdown_table
+    from render import markdown_table
 
     rows = []
     for r in sorted(records, key=lambda r: (r["graph"], r["n_variables"], r["label"])):
@@ -418,7 +418,7 @@ def results_table(records: Sequence[dict]) -> str:
 
 
 def exponent_table(records: Sequence[dict]) -> str:
-    from report import markdown_table
+    from render import markdown_table
 
     rows = []
     for (label, graph), mine in series(records).items():
