@@ -325,7 +325,7 @@ def test_fit_prints_report(fake_fit, capsys):
     assert err == ""
     assert fake_fit == ["problem.json"]
     call = FakeBuilder.calls[0]
-    assert call["backend"] == "smm" and call["config"] is None
+    assert call["backend"] == "auto" and call["config"] is None
     assert call["target_variable"] == "rain" and call["progress"] is False
     assert "question: Will it rain tomorrow?" in out
     assert "P(true) = 0.3000" in out
