@@ -1,7 +1,7 @@
 """Real-shaped stress problems, and a comparison of a backend against the exact ``maxent`` on them.
 
     python benchmarks/stress.py --seeds 100000:100500 [--backend smm] [--set KEY=VALUE ...]
-        [--jsonl FILE] [--out benchmarks/results/stress.json] [--markdown benchmarks/STRESS.md]
+        [--jsonl FILE] [--out benchmarks/results/stress.json] [--markdown FILE] [--summarise-only]
 
 A problem is drawn from one seed, shaped like the elicited problems of the shared cases:
 
@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jsonl", type=Path, default=None, help="one JSON line per problem (resumed if present)")
     parser.add_argument("--out", type=Path, default=None, help="write the summary and outcomes as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="write the summary section here")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="fit nothing: summarise the problems of --seeds already in --jsonl")
     parser.add_argument("--write-problems", type=Path, default=None, help="also save each problem JSON here")
     args = parser.parse_args(argv)
     options = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -489,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {o.seed for o in outcomes}
     sink = args.jsonl.open("a") if args.jsonl else None
     for seed in args.seeds:
-        if seed in done:
+        if seed in done or args.summarise_only:
             continue
         problem = stress_problem(seed)
         if args.write_problems:
