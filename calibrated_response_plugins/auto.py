@@ -3,11 +3,13 @@
 The exact backend's cost is one pass over its enumerated joint per dual evaluation
 (the sum of the independent components' joint sizes, see
 ``calibrated_response_maxent.model``); ``smm``'s cost hardly depends on the joint's
-size. Measured on the same 2-core CPU: on the 240 shared cases maxent took a median of
-0.018 s (max 2.2 s) against smm's 0.71 s (max 32 s), and on stress problems of
-``benchmarks/stress.py`` with 74 thousand to 3 million joint states maxent was faster on
-every one (3 million states: 23 s against 25 s, the closest; 2.2 million: 83 s against
-255 s), so auto takes maxent up to :data:`MAX_ENUMERATED_STATES` enumerated states and
+size. Measured on the same (shared, loaded) 2-core CPU: on the 240 shared cases maxent
+took a median of 0.018 s (max 2.2 s) against smm's 0.71 s (max 32 s); on stress problems
+of ``benchmarks/stress.py`` (74 thousand to 3 million joint states) maxent was faster on
+all but one (2.2 million states: 83 s against 255 s; 3 million: 23 s against 25 s), the
+exception a strongly conflicting problem of 2.6 million states (|lambda| up to 129) where
+L-BFGS-B needed many passes: 1,241 s against smm's 902 s. Exactness tips the close calls,
+so auto takes maxent up to :data:`MAX_ENUMERATED_STATES` enumerated states and
 never past maxent's own size guard (``max_states``, on the whole joint: auto checks the
 same product, so the guard is never what stops an auto fit). pgmax is never chosen: its
 Bethe marginals are approximate.
@@ -28,8 +30,8 @@ from calibrated_response_plugins.registry import UnknownBackendError, installed_
 AUTO = "auto"
 EXACT, SAMPLER = "maxent", "smm"
 # Largest enumerated joint (sum over independent components) auto hands to maxent: the
-# size of maxent's default guard. Up to 3 million states maxent was measured faster
-# (module doc); near 3 million the two were close, and past 4 million not measured.
+# size of maxent's default guard. Up to 3 million states maxent was measured faster but
+# for one strongly conflicting problem (module doc); past 4 million not measured.
 MAX_ENUMERATED_STATES = 4_000_000
 
 
