@@ -10,13 +10,15 @@ from typing import Any
 import attrs
 import numpy as np
 
+from calibrated_response_plugins.auto import AUTO, choose_backend, core_config
 from calibrated_response_plugins.compiler import compile_problem, make_domains
+from calibrated_response_plugins.conflicts import conflict_warnings
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from calibrated_response_plugins.distribution import HistogramDistribution
 from calibrated_response_plugins.models import coerce_estimate, coerce_variable
 from calibrated_response_plugins.registry import load_backend
 
-DEFAULT_BACKEND = "smm"
+DEFAULT_BACKEND = AUTO
 
 
 class BackendOutputError(RuntimeError):
@@ -87,7 +89,10 @@ class DistributionBuilder:
     :param variables: binary and continuous variables (this package's classes,
         upstream pydantic objects, or dicts in the upstream JSON format).
     :param estimates: probability / expectation / conditional estimates (same forms).
-    :param backend: name of an installed backend (``smm``, ``maxent``, ``pgmax``, ...).
+    :param backend: name of an installed backend (``smm``, ``maxent``, ``pgmax``, ...), or
+        ``auto`` (the default): ``maxent`` where the exact solve is expected faster, ``smm``
+        otherwise (see :mod:`calibrated_response_plugins.auto`); ``self.backend`` is the
+        one chosen and ``self.backend_reason`` says why.
     :param config: backend options as a mapping, or the backend's config object.
     """
 
@@ -101,9 +106,16 @@ class DistributionBuilder:
         self.variables = [coerce_variable(v) for v in variables]
         self.estimates = [coerce_estimate(e) for e in estimates]
         make_domains(self.variables, 1)  # empty list and duplicate names fail here, early
-        self.backend = backend
-        self._plugins = load_backend(backend)
-        self.config = self._plugins.hook.make_config(options=config)
+        if backend == AUTO:
+            # The choice needs the compiled scopes; the compiler reads only the core fields.
+            choice = choose_backend(compile_problem(self.variables, self.estimates, core_config(config)), config)
+            self.backend, self._plugins, self.config = choice.name, choice.plugins, choice.config
+            self.backend_reason = f"auto: {choice.reason}"
+        else:
+            self.backend = backend
+            self._plugins = load_backend(backend)
+            self.config = self._plugins.hook.make_config(options=config)
+            self.backend_reason = "requested by name"
 
     @property
     def variable_names(self) -> list[str]:
@@ -137,6 +149,7 @@ class DistributionBuilder:
             d.name: _checked_probabilities(self.backend, d.name, raw_marginals.get(d.name), d.n_states)
             for d in constraints.domains
         }
+        report = constraint_report(constraints, fitted)
         info = {
             "target_variable": target,
             "n_variables": len(self.variables),
@@ -150,12 +163,14 @@ class DistributionBuilder:
                 "joint_note", f"marginals from the {self.backend} backend; no dense joint is returned"
             ),
             "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "config": _config_as_dict(self.config),
             "converged": bool(fitted.converged),
             "n_iterations": int(fitted.n_iterations),
             "runtime_sec": runtime,
-            "warnings": list(constraints.warnings) + list(fitted.warnings),
-            "constraint_report": constraint_report(constraints, fitted),
+            "warnings": list(constraints.warnings) + list(fitted.warnings)
+            + (conflict_warnings(report) if fitted.converged else []),
+            "constraint_report": report,
             "diagnostics": fitted.diagnostics,
             "variable_names": self.variable_names,
         }

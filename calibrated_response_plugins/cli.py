@@ -19,12 +19,11 @@ from typing import Any
 import attrs
 import numpy as np
 
-from calibrated_response_plugins.builder import BackendOutputError, DistributionBuilder
+from calibrated_response_plugins.builder import DEFAULT_BACKEND, BackendOutputError, DistributionBuilder
 from calibrated_response_plugins.distribution import HistogramDistribution
 from calibrated_response_plugins.io import load_problem
 from calibrated_response_plugins.registry import UnknownBackendError, installed_backends
 
-DEFAULT_BACKEND = "smm"
 BINARY_EDGES = (0.0, 0.5, 1.0)
 TARGET_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PLOT_INSTALL_HINT = 'plotting needs matplotlib: pip install "calibrated-response-plugins[plot]"'
@@ -136,6 +135,8 @@ def format_header(question: str | None, info: Mapping[str, Any]) -> str:
     if question:
         lines.append(f"question: {question}")
     lines.append(f"backend: {info.get('backend', '-')}   runtime: {runtime_text}   converged: {converged_text}")
+    if info.get("backend_reason"):
+        lines.append(f"  ({info['backend_reason']})")
     return "\n".join(lines)
 
 
@@ -333,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("backends", help="list the installed backends")
     fit = commands.add_parser("fit", help="fit a problem file and report the distributions")
     fit.add_argument("problem", metavar="PROBLEM.json", help="problem file (question, variables, estimates)")
-    fit.add_argument("--backend", default=DEFAULT_BACKEND, help=f"backend name (default: {DEFAULT_BACKEND})")
+    fit.add_argument(
+        "--backend",
+        default=DEFAULT_BACKEND,
+        help=f"backend name (default: {DEFAULT_BACKEND}: maxent where the exact solve is expected faster, smm otherwise)",
+    )
     fit.add_argument("--target", default=None, help="target variable (default: the problem's)")
     fit.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="write marginals and info as JSON")
     fit.add_argument("--plot", metavar="OUT.png", default=None, help="plot every marginal to an image")

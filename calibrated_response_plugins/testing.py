@@ -43,7 +43,7 @@ from calibrated_response_plugins.models import ModelInputError
 
 INFO_KEYS = (
     "target_variable", "n_variables", "n_estimates", "n_factors", "history", "skipped_constraints",
-    "bin_edges_list", "marginals", "joint_note", "backend", "config", "converged", "runtime_sec",
+    "bin_edges_list", "marginals", "joint_note", "backend", "backend_reason", "config", "converged", "runtime_sec",
     "warnings", "constraint_report",
 )
 REPORT_KEYS = ("id", "estimate_type", "relation", "target", "fitted", "residual", "scaled_residual")

@@ -135,6 +135,16 @@ def test_header():
     assert cli.format_header(None, {}) == "backend: -   runtime: -   converged: -"
 
 
+def test_header_says_why_auto_chose_the_backend():
+    info = {"backend": "maxent", "runtime_sec": 0.5, "converged": True,
+            "backend_reason": "auto: 84 joint states: the exact solve is expected faster than smm"}
+    assert cli.format_header(None, info) == (
+        "backend: maxent   runtime: 0.50 s   converged: yes
+"
+        "  (auto: 84 joint states: the exact solve is expected faster than smm)"
+    )
+
+
 def test_fit_report_has_every_section():
     text = cli.format_fit_report("Will it rain?", "rain", binary_hist(0.3), fake_info(), binary=True)
     assert "question: Will it rain?" in text
@@ -326,7 +336,7 @@ def test_fit_prints_report(fake_fit, capsys):
     assert err == ""
     assert fake_fit == ["problem.json"]
     call = FakeBuilder.calls[0]
-    assert call["backend"] == "smm" and call["config"] is None
+    assert call["backend"] == "auto" and call["config"] is None
     assert call["target_variable"] == "rain" and call["progress"] is False
     assert "question: Will it rain tomorrow?" in out
     assert "P(true) = 0.3000" in out

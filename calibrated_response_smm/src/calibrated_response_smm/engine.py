@@ -10,6 +10,7 @@ import numpy as np
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 
 from .adapters import AdaptedProblem, constraint_means, graph_from_constraints
+from .certificate import Certificate, Doubt, doubt_warning
 from .config import SMMConfig
 from .training import SMMModel, fit_model
 
@@ -56,7 +57,11 @@ def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable 
         joint_note="marginals averaged over persistent Gibbs chains; no dense joint is formed",
     )
     warnings = ()
-    if not fit.converged:
+    certificate = fit.diagnostics.get("certificate")
+    if certificate is not None and not certificate["passed"]:
+        failed = Certificate(**{**certificate, "doubts": tuple(Doubt(**d) for d in certificate["doubts"])})
+        warnings = (doubt_warning(failed, [c.id for c in constraints.constraints]),)
+    elif not fit.converged:
         warnings = (
             f"smm: moment errors not within tolerance after {fit.diagnostics['search_iterations']} iterations "
             f"(last max error {fit.history['max_error'][-1]:.3g}); raise num_iterations or num_chains",

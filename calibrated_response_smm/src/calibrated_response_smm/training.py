@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint
+from .certificate import certify
 from .config import SMMConfig
 from .diagnostics import max_moment_error, mean_moment_error
 from .dual_step import ChainStatistics, PolyakState, dual_transformation, polyak_init, polyak_update
@@ -662,6 +663,8 @@ def fit_model(
     state, table_moments, marginal_sum = estimate.state, estimate.table_moments, estimate.marginal_sum
     sweeps, changed = estimate.sweeps, estimate.changed
     final_seconds = time.perf_counter() - t0
+    certificate = certify(model, config, static, plan, objective, state)  # see .certificate
+    search_converged, converged = converged, converged if certificate is None else certificate.passed
 
     graph = model.graph
     marginals = []
@@ -690,6 +693,8 @@ def fit_model(
         "final_acceptance": changed / max(sweeps, 1.0) / n_sites,
         "scope_factors": len(rare),
         "polish_steps": polish_steps,
+        "search_converged": search_converged,
+        "certificate": None if certificate is None else certificate.as_dict(),
         "runtime_s": time.perf_counter() - started,
         "padded_shape": tuple(model.layout.shape),
         "colours": int(model.plan.colours.max()) + 1 if graph.n_vars else 0,

@@ -1,0 +1,197 @@
+"""A convergence certificate measured on chains that did not choose the answer.
+
+The search's own convergence test reads the moments of the chains whose noise also
+chose the step, and the final estimate reads chains that came from the last iterate:
+where the chains mix slowly (large multipliers make peaked conditionals that
+single-site Gibbs crosses rarely) both can agree with a wrong answer. The certificate
+runs at the final multipliers, after the fit, on fresh sweeps of ``GROUPS`` chain
+groups: half of them continue the final chains, half start from uniform random states
+(the most dispersed start there is), all after a burn-in longer than the fit's. It
+passes when, for every constraint, in report units (a conditional's residual divided
+by ``P(C)``):
+
+1. the dual gradient ``c - E[g] - s^2 lambda`` over all certificate chains is within
+   ``GRADIENT_TOLERANCE`` plus ``Z_GRADIENT`` of its own standard errors (measured from
+   the spread of the chains' own averages: one independent draw per chain, so slow
+   mixing within a chain counts); and
+2. every group's mean agrees with the others' within ``AGREEMENT_TOLERANCE`` plus
+   ``Z_AGREEMENT`` standard errors of the difference: chains started apart that have
+   not forgotten their start disagree (the chain-group analogue of split R-hat, which
+   is reported too).
+
+A failed certificate names the constraints in doubt and by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from .mcmc.kernels import random_states, seed_words
+from .mcmc.sharding import chain_sharding
+from .polish import held_at_bound
+
+GROUPS = 4
+GRADIENT_TOLERANCE = 0.01  # report units: a residual gap well inside the 0.02 the benchmarks accept
+AGREEMENT_TOLERANCE = 0.01
+Z_GRADIENT = 4.0  # K constraints tested at once: 4 standard errors keep false alarms rare (~6e-5 each)
+Z_AGREEMENT = 4.0
+BURN_IN_FACTOR = 2  # fresh chains get twice the fit's burn-in
+SEED_SALT = 0x5EED_CE27  # the fresh chains' starting states come from a stream the fit never used
+
+
+class Doubt(NamedTuple):
+    """One constraint the certificate could not vouch for (report units)."""
+
+    index: int  # constraint position
+    gradient: float  # dual gradient over all certificate chains
+    stderr: float  # its standard error
+    group_spread: float  # largest group mean minus smallest
+
+
+class Certificate(NamedTuple):
+    passed: bool
+    max_gradient: float  # largest |gradient| (report units)
+    max_gradient_z: float  # largest |gradient| / stderr
+    max_group_z: float  # largest group disagreement in standard errors
+    max_rhat: float  # largest chain-group R-hat over constraints
+    doubts: tuple  # Doubt per failing constraint, worst first
+    sweeps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "max_gradient": self.max_gradient,
+            "max_gradient_z": self.max_gradient_z,
+            "max_group_z": self.max_group_z,
+            "max_rhat": self.max_rhat,
+            "doubts": [d._asdict() for d in self.doubts],
+            "sweeps": self.sweeps,
+        }
+
+
+def group_labels(n_chains: int, groups: int = GROUPS) -> np.ndarray:
+    """Group of each chain column: contiguous blocks (the first half continues the fit's chains)."""
+    return np.minimum(np.arange(n_chains) * groups // max(n_chains, 1), groups - 1)
+
+
+def _linearised(chain_means: np.ndarray, targets, lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-chain contributions to the report-unit gradient ``[K, C]``, and its value ``[K]``.
+
+    ``chain_means`` holds the constraints' features, then one denominator row per ratio
+    (as :func:`.training.spread_targets` lays them out). A ratio's report-unit gradient
+    ``(c - E[g] - s^2 lambda) / E[den]`` is linearised per chain, so the chains' spread
+    gives its standard error with the denominator's error included.
+    """
+    constraints = targets.constraints
+    n = len(constraints)
+    g = np.asarray(chain_means[:n], np.float64)
+    target = np.array([c.target for c in constraints])
+    s2 = np.array([c.s2 for c in constraints])
+    raw = target - g.mean(axis=1) - s2 * lambdas  # [K]
+    den = np.ones_like(g)
+    ratios = [k for k, c in enumerate(constraints) if c.denominator is not None]
+    if ratios:
+        den[ratios] = chain_means[n : n + len(ratios)]
+    den_mean = np.maximum(den.mean(axis=1), 1e-12)
+    gradient = raw / den_mean
+    # d(grad)/d(g_c) = -1/D; d(grad)/d(den_c) = -grad/D: one linear term per chain.
+    contributions = (-(g - g.mean(axis=1, keepdims=True)) - gradient[:, None] * (den - den.mean(axis=1, keepdims=True)))
+    return contributions / den_mean[:, None] + gradient[:, None], gradient
+
+
+def assess(chain_means: np.ndarray, targets, lambdas, labels: np.ndarray, sweeps: int = 0) -> Certificate:
+    """The certificate from each chain's feature averages (host side, pure)."""
+    lambdas = np.asarray(lambdas, np.float64)
+    contributions, gradient = _linearised(chain_means, targets, lambdas)
+    n_chains = contributions.shape[1]
+    held = held_at_bound(targets, lambdas, gradient)  # at a sign bound, pushed outward: nothing to meet
+    stderr = contributions.std(axis=1, ddof=1) / math.sqrt(n_chains)
+    gradient = np.where(held, 0.0, gradient)
+    groups = np.unique(labels)
+    means = np.stack([contributions[:, labels == g].mean(axis=1) for g in groups], axis=1)  # [K, G]
+    variances = np.stack([contributions[:, labels == g].var(axis=1, ddof=1) for g in groups], axis=1)
+    sizes = np.array([np.sum(labels == g) for g in groups], np.float64)
+    # Each group against the mean of the others, with the standard error of that difference.
+    others = (means.sum(axis=1, keepdims=True) - means) / (len(groups) - 1)
+    se2 = variances / sizes
+    spread_se = np.sqrt(se2 + (se2.sum(axis=1, keepdims=True) - se2) / (len(groups) - 1) ** 2)
+    gap = np.abs(means - others)
+    gap = np.where(held[:, None], 0.0, gap)
+    grad_fail = np.abs(gradient) > GRADIENT_TOLERANCE + Z_GRADIENT * stderr
+    group_fail = np.any(gap > AGREEMENT_TOLERANCE + Z_AGREEMENT * spread_se, axis=1)
+    within = variances.mean(axis=1)
+    between = means.var(axis=1, ddof=1) * sizes.mean()
+    n = sizes.mean()
+    rhat = np.sqrt(((n - 1) / n * within + between / n) / np.maximum(within, 1e-300))
+    failing = np.nonzero(grad_fail | group_fail)[0]
+    spread = means.max(axis=1) - means.min(axis=1)
+    order = sorted(failing.tolist(), key=lambda k: -max(abs(gradient[k]), spread[k]))
+    doubts = tuple(Doubt(int(k), float(gradient[k]), float(stderr[k]), float(spread[k])) for k in order)
+    safe = np.where(stderr > 0, stderr, np.inf)
+    return Certificate(
+        passed=not doubts,
+        max_gradient=float(np.max(np.abs(gradient), initial=0.0)),
+        max_gradient_z=float(np.max(np.abs(gradient) / safe, initial=0.0)),
+        max_group_z=float(np.max(gap / np.where(spread_se > 0, spread_se, np.inf), initial=0.0)),
+        max_rhat=float(np.max(np.where(held, 1.0, rhat), initial=1.0)),
+        doubts=doubts,
+        sweeps=int(sweeps),
+    )
+
+
+_uniform = jax.jit(random_states, static_argnums=2)
+
+
+def _fresh_chains(static, plan, state, seed: int):
+    """The final chains with their second half replaced by uniform random states."""
+    x = np.asarray(jax.device_get(state.x))
+    n_chains = x.shape[1]
+    fresh = np.asarray(jax.device_get(_uniform(plan, seed_words(seed ^ SEED_SALT), n_chains)))
+    half = n_chains // 2
+    x = np.concatenate([x[:, :half], fresh[:, half:]], axis=1)
+    sharding = chain_sharding(static.devices)
+    x = jax.device_put(x, sharding) if sharding is not None else jax.numpy.asarray(x)
+    return state._replace(x=x)
+
+
+def certify(model, config, static, plan, objective, state) -> Certificate | None:
+    """Fresh sweeps at ``state``'s multipliers from continued and restarted chain groups; None
+    for table targets (one multiplier per cell: no constraint report to certify)."""
+    from .targets import MomentObjective
+    from .training import _values_every_sweep, estimate_chunk, spread_targets
+
+    if not isinstance(objective, MomentObjective) or state.x.shape[1] < 2 * GROUPS:
+        return None
+    every = max(int(config.scope_every), 1)
+    state = _fresh_chains(static, plan, state, int(config.seed))
+    n_burn = math.ceil(BURN_IN_FACTOR * max(config.burn_in_sweeps, 1) / every)
+    state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, None, state)
+    spread = model.program.spread
+    n_batch = math.ceil(config.final_sweeps / every)
+    _, _, _, _, values, _ = estimate_chunk(static, plan, objective, None, 0, n_batch, every, False, spread, state)
+    n_reads = n_batch * every if _values_every_sweep(objective) else n_batch
+    n_features = len(spread_targets(model.targets).constraints)
+    chain_means = np.asarray(jax.device_get(values), np.float64)[:n_features] / n_reads
+    lambdas = np.asarray(jax.device_get(state.params), np.float64)[: len(model.targets.constraints)]
+    return assess(chain_means, model.targets, lambdas, group_labels(chain_means.shape[1]),
+                  (n_burn + n_batch) * every)
+
+
+def doubt_warning(certificate: Certificate, ids, limit: int = 5) -> str:
+    """The warning of a failed certificate, naming the constraints in doubt (``ids`` by position)."""
+    parts = [
+        f"{ids[d.index]} (dual gradient {d.gradient:+.3g} +/- {d.stderr:.2g}, chain groups differ by {d.group_spread:.3g})"
+        for d in certificate.doubts[:limit]
+    ]
+    more = f" and {len(certificate.doubts) - limit} more" if len(certificate.doubts) > limit else ""
+    return (
+        "smm: not converged: fresh chains at the final multipliers do not confirm the optimum "
+        f"(report units; tolerance {GRADIENT_TOLERANCE:g} plus {Z_GRADIENT:g} standard errors, "
+        f"chain-group R-hat up to {certificate.max_rhat:.3g}); in doubt: " + "; ".join(parts) + more
+        + ". The answer may be off by about that much; raise num_chains, burn_in_sweeps or num_iterations, "
+        "or use backend=\"maxent\" if the joint is small enough"
+    )

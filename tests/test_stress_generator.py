@@ -1,0 +1,72 @@
+"""The stress-problem generator draws real-shaped problems, deterministically, and its summary counts right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from calibrated_response_plugins import CoreConfig, compile_problem
+from calibrated_response_plugins.models import coerce_estimate, coerce_variable
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def stress():
+    spec = importlib.util.spec_from_file_location("benchmarks_stress", BENCHMARKS / "stress.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # attrs classes need their module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_problems_have_the_promised_shape(stress):
+    tags = set()
+    for seed in range(12):
+        problem = stress.stress_problem(seed)
+        n_continuous = sum(v["type"] == "continuous" for v in problem.variables)
+        assert 6 <= len(problem.variables) <= 9 and 3 <= n_continuous <= 5
+        assert 20 <= len(problem.estimates) <= 40
+        assert problem.n_joint_states <= stress.JOINT_BUDGET
+        compiled = compile_problem([coerce_variable(v) for v in problem.variables],
+                                   [coerce_estimate(e) for e in problem.estimates], CoreConfig(max_bins=problem.max_bins))
+        assert len(compiled.skipped) <= 2, compiled.skipped  # thresholds stay inside their domains
+        assert max(len(c.scope) for c in compiled.constraints) <= 3
+        tags |= set(problem.tags)
+        json.dumps(problem.to_json())  # a file the CLI reads
+    assert {"conflict", "extreme", "rare", "inequality", "sd"} <= tags
+
+
+def test_a_seed_gives_the_same_problem(stress):
+    assert stress.stress_problem(7).to_json() == stress.stress_problem(7).to_json()
+    assert stress.stress_problem(7).to_json() != stress.stress_problem(8).to_json()
+
+
+def test_bins_fit_the_budget(stress):
+    five = [{"type": "continuous"}] * 5 + [{"type": "binary"}] * 3
+    bins = stress.bins_for(five, budget=3_000_000)
+    assert bins**5 * 8 <= 3_000_000 < (bins + 1) ** 5 * 8
+    assert stress.bins_for([{"type": "continuous"}] * 3 + [{"type": "binary"}] * 3) == stress.DEFAULT_BINS
+
+
+def test_summary_separates_flagged_from_silent_misses(stress):
+    base = dict(n_variables=7, n_continuous=4, n_estimates=25, n_joint_states=1000, max_bins=21, tags=[],
+                marginal_gap=0.001, residual_gap=0.001, worst_constraint="e00", exact_max_scaled_residual=0.0,
+                exact_max_lambda=1.0, exact_seconds=0.1, seconds=1.0, exact_converged=True, backend="smm")
+    outcomes = [
+        stress.StressOutcome(seed=1, target_gap=0.001, converged=True, warnings=[], **base),
+        stress.StressOutcome(seed=2, target_gap=0.1, converged=False, warnings=["smm: not converged"], **base),
+        stress.StressOutcome(seed=3, target_gap=0.1, converged=True, warnings=[], **base),
+    ]
+    summary = stress.summarise(outcomes)
+    assert summary["n_within"] == 1 and summary["n_flagged"] == 1
+    assert summary["n_outside_and_flagged"] == 1 and summary["n_outside_unflagged"] == 1
+    assert [m["seed"] for m in summary["outside_unflagged"]] == [3]
+    assert summary["target_gap"]["max"] == pytest.approx(0.1)
+    assert "NOT flagged: 1" in stress.markdown(summary, "smm", {})
+    assert attrs.asdict(outcomes[0])["seed"] == 1
