@@ -13,7 +13,7 @@ import numpy as np
 from calibrated_response_plugins.compiler import compile_problem, make_domains
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from calibrated_response_plugins.distribution import HistogramDistribution
-from calibrated_response_plugins.models import coerce_estimate, coerce_variable
+from calibrated_response_plugins.models import coerce_estimates, coerce_variables
 from calibrated_response_plugins.registry import load_backend
 
 DEFAULT_BACKEND = "smm"
@@ -50,19 +50,33 @@ def constraint_report(constraints: ConstraintSet, fitted: FitResult) -> list[dic
     rows = []
     for k, constraint in enumerate(constraints.constraints):
         numerator_mean, denominator_mean = fitted.report_means[k]
-        value = constraint.reported(float(numerator_mean), float(denominator_mean))
+        value = _finite_or_none(constraint.reported(float(numerator_mean), float(denominator_mean)))
+        residual = None if value is None else value - constraint.report_target
         rows.append({
             "id": constraint.id,
             "estimate_type": constraint.estimate_type,
             "relation": constraint.relation,
             "target": constraint.report_target,
             "fitted": value,
-            "residual": value - constraint.report_target,
+            "residual": residual,
             # Expectations in units of their variable's span, so one tolerance fits every row.
-            "scaled_residual": (value - constraint.report_target) / constraint.report_scale,
-            "lambda": float(fitted.lambdas[k]),
+            "scaled_residual": None if residual is None else residual / constraint.report_scale,
+            "lambda": _finite_or_none(float(fitted.lambdas[k])),
         })
     return rows
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A report number, or None where it is undefined (a ratio whose condition has probability 0)."""
+    return value if math.isfinite(value) else None
+
+
+def report_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A note for each report row whose fitted value is undefined."""
+    return [
+        f"{row['id']}: no fitted value: its condition has probability 0 under the fit"
+        for row in rows if row["fitted"] is None
+    ]
 
 
 def _tqdm_progress(description: str) -> tuple[Callable[[int, int, dict], None], Callable[[], None]]:
@@ -98,8 +112,8 @@ class DistributionBuilder:
         backend: str = DEFAULT_BACKEND,
         config: Mapping[str, Any] | Any | None = None,
     ):
-        self.variables = [coerce_variable(v) for v in variables]
-        self.estimates = [coerce_estimate(e) for e in estimates]
+        self.variables = coerce_variables(variables)
+        self.estimates = coerce_estimates(estimates)
         make_domains(self.variables, 1)  # empty list and duplicate names fail here, early
         self.backend = backend
         self._plugins = load_backend(backend)
@@ -137,6 +151,7 @@ class DistributionBuilder:
             d.name: _checked_probabilities(self.backend, d.name, raw_marginals.get(d.name), d.n_states)
             for d in constraints.domains
         }
+        report = constraint_report(constraints, fitted)
         info = {
             "target_variable": target,
             "n_variables": len(self.variables),
@@ -154,8 +169,8 @@ class DistributionBuilder:
             "converged": bool(fitted.converged),
             "n_iterations": int(fitted.n_iterations),
             "runtime_sec": runtime,
-            "warnings": list(constraints.warnings) + list(fitted.warnings),
-            "constraint_report": constraint_report(constraints, fitted),
+            "warnings": list(constraints.warnings) + list(fitted.warnings) + report_warnings(report),
+            "constraint_report": report,
             "diagnostics": fitted.diagnostics,
             "variable_names": self.variable_names,
         }

@@ -99,6 +99,20 @@ def dual_hessian(targets: MomentTargets, table_moments, chain_cov) -> np.ndarray
     return cov + np.diag([c.s2 for c in constraints])
 
 
+def solve_newton(hessian: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """``hessian^-1 gradient``; least squares where rounding left the matrix singular.
+
+    ``s^2`` on the diagonal keeps the exact Hessian positive definite, but two
+    contradictory near-exact estimates (``s^2`` at its floor) on the same feature give
+    a covariance block whose rounding can make it singular in float64.
+    """
+    try:
+        direction = np.linalg.solve(hessian, gradient)
+    except np.linalg.LinAlgError:
+        direction = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
+    return direction if np.all(np.isfinite(direction)) else np.zeros_like(gradient)
+
+
 def newton_step(targets: MomentTargets, lambdas, table_moments, chain_cov) -> np.ndarray:
     """Multipliers after one full Newton step on the dual, projected onto the sign bounds.
 
@@ -110,6 +124,6 @@ def newton_step(targets: MomentTargets, lambdas, table_moments, chain_cov) -> np
     free = ~held_at_bound(targets, lam, grad)
     hessian = dual_hessian(targets, table_moments, chain_cov)
     hessian = np.where(free[:, None] & free[None, :], hessian, np.eye(len(lam)))
-    direction = np.linalg.solve(hessian, np.where(free, grad, 0.0))
+    direction = solve_newton(hessian, np.where(free, grad, 0.0))
     lower, upper = sign_bounds(targets)
     return np.clip(lam + direction, lower, upper)
