@@ -128,8 +128,8 @@ def _read_bool(value: Any) -> Any:
         return value
     if isinstance(value, numbers.Integral) and value in (0, 1):
         return bool(value)
-    if type(value).__name__ == "bool_":  # numpy.bool_, without importing numpy here
-        return bool(value)
+    if getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.shape == ():
+        return bool(value)  # a numpy boolean scalar, without importing numpy here
     return value
 
 
