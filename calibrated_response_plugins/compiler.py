@@ -31,9 +31,10 @@ from calibrated_response_plugins.models import (
 )
 
 #: Smallest ``s_k^2``: an ``sd`` of 0 (or ``l2_regularization`` 0) means "as exact as the
-#: solver can", and this floor keeps every multiplier finite (below ~1/MIN_S2) and the
-#: dual's Hessian invertible even for contradictory exact estimates. See docs/limits.md.
-MIN_S2 = 1e-8
+#: solver can". The floor keeps every multiplier finite (at most ~|E[g] - c| / MIN_S2) and the
+#: dual's Hessian invertible even for contradictory exact estimates; at 1e-6 such multipliers
+#: (2e5 for 0.3 against 0.7) still cancel to 0.02 nats in smm's float32. See docs/limits.md.
+MIN_S2 = 1e-6
 #: Largest ``s_k^2``: an estimate this loose pulls its multiplier to ~0 already; the cap
 #: keeps huge ``sd`` values (1e200) from overflowing when squared.
 MAX_S2 = 1e12

@@ -341,3 +341,14 @@ def test_cli_config_values_that_cannot_be_read_are_named():
 
 def _parts(data):
     return {"variables": data["variables"], "estimates": data["estimates"]}
+
+
+def test_smm_meets_contradictory_exact_estimates_halfway():
+    # Exact reference 0.5 (see the maxent test above). Tolerance 0.01: the final estimate's
+    # Monte Carlo standard error (512 chains, final_tolerance 3e-3) plus the float32 rounding of
+    # multipliers of 2e5 (0.02 nats, 0.005 in P). The polish solved a singular system here.
+    builder = DistributionBuilder([binary()], [p_true("lo", 0.3, sd=0), p_true("hi", 0.7, sd=0)], backend="smm",
+                                  config={"num_chains": 512, "num_iterations": 40, "averaging_iterations": 20})
+    _, info = builder.build(progress=False)
+    assert info["marginals"]["rain"][1] == pytest.approx(0.5, abs=0.01)
+    assert all(math.isfinite(row["fitted"]) for row in info["constraint_report"])
