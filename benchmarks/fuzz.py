@@ -1,6 +1,7 @@
 """The long run of the property-based fuzzer (the short one is tests/test_fuzz.py).
 
     python benchmarks/fuzz.py --examples 5000 [--seed 1] [--backend maxent]
+    python benchmarks/fuzz.py --minutes 10 [--examples 200]   # batches of 200, seeds 0, 1, ...
 
 Draws problems from :mod:`calibrated_response_plugins.fuzzing` and runs each
 through reading, compiling and (for the ones that compile) a maxent fit of a
@@ -27,9 +28,8 @@ from calibrated_response_plugins.fuzzing import check_built, check_compiled, con
 from calibrated_response_smm.config import SMMConfig
 
 
-def run(examples: int, random_seed: int, backend: str) -> collections.Counter:
-    """Run the problem and config properties ``examples`` times each; return the outcome counts."""
-    counts: collections.Counter = collections.Counter()
+def run(examples: int, random_seed: int, backend: str, counts: collections.Counter) -> collections.Counter:
+    """Run the problem and config properties ``examples`` times each; add the outcomes to ``counts``."""
     budget = settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
     @seed(random_seed)
@@ -80,10 +80,19 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2000, help="problems (and configs) to try")
     parser.add_argument("--seed", type=int, default=0, help="Hypothesis seed")
     parser.add_argument("--backend", default="maxent", help="backend that fits the compiled problems")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="repeat batches of --examples with seeds --seed, --seed + 1, ... for this long")
     args = parser.parse_args()
     started = time.perf_counter()
-    counts = run(args.examples, args.seed, args.backend)
-    print(f"{time.perf_counter() - started:.0f} s, seed {args.seed}: no defect found")
+    counts: collections.Counter = collections.Counter()
+    batch_seed = args.seed
+    while True:
+        run(args.examples, batch_seed, args.backend, counts)
+        batch_seed += 1
+        if args.minutes is None or time.perf_counter() - started > 60.0 * args.minutes:
+            break
+    seeds = f"seed {args.seed}" if batch_seed == args.seed + 1 else f"seeds {args.seed}-{batch_seed - 1}"
+    print(f"{time.perf_counter() - started:.0f} s, {seeds}: no defect found")
     for key, value in counts.items():
         print(f"  {key}: {value}")
 

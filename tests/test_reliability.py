@@ -165,6 +165,7 @@ def test_builder_refuses_a_non_list_of_variables():
     ({"max_bins": HUGE}, "'max_bins' must be at most 1000"),
     ({"seed": 2**64}, "'seed' must be at most"),
     ({"l2_regularization": "a"}, "'l2_regularization' must be a finite number"),
+    ({"max_states": 10**12}, "'max_states' must be at most 100000000"),
 ])
 def test_core_configs_of_the_wrong_shape_are_value_errors(options, message):
     with pytest.raises(ValueError, match=message):
