@@ -17,7 +17,7 @@ from calibrated_response_plugins.fuzzing import check_built, check_compiled, con
 from calibrated_response_smm.config import SMMConfig
 
 # derandomize: the same examples on every run, so CI is repeatable; the long run is random.
-FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+FAST = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 SLOW = settings(FAST, max_examples=25)
 
