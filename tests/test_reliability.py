@@ -353,3 +353,28 @@ def test_smm_meets_contradictory_exact_estimates_halfway():
     _, info = builder.build(progress=False)
     assert info["marginals"]["rain"][1] == pytest.approx(0.5, abs=0.01)
     assert all(math.isfinite(row["fitted"]) for row in info["constraint_report"])
+
+
+def test_maxent_leaves_a_saturated_valley_between_exact_estimates():
+    # Found by benchmarks/fuzz.py: E[a] = 0.758 and P(a) = 0.265, both at the s^2 floor, plus a
+    # loose (s^2 = 1e12) copy of the mean. L-BFGS-B stopped with P(a) = 1 (the joint saturated,
+    # the Hessian s^2 alone) and halving Newton steps bounced between P(a) = 1 and 0.
+    # Exact reference: the stationary point E = sigmoid((c1 + c2 - 2 E) / s^2), by bisection;
+    # tolerance 1e-7 (gtol 1e-8 on the gradient, divided by the Hessian's ~0.25 curvature in P).
+    c1, c2 = 0.7580819137776431, 0.2652643349956452
+    low, high = 0.0, 1.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        fixed_point = 0.5 * (1.0 + math.tanh((c1 + c2 - 2 * middle) / (2 * MIN_S2)))  # the sigmoid
+        low, high = (middle, high) if middle < fixed_point else (low, middle)
+    estimates = [
+        {"id": "loose", "estimate_type": "expectation", "variable": "rain", "expected_value": c1, "sd": 1e200},
+        {"id": "mean", "estimate_type": "conditional_expectation", "variable": "rain", "expected_value": c1,
+         "conditions": []},
+        {"id": "p", "estimate_type": "conditional_probability", "probability": c2, "conditions": [],
+         "proposition": {"variable": "rain", "value": True}},
+    ]
+    _, info = DistributionBuilder([binary()], estimates, backend="maxent",
+                                  config={"l2_regularization": 0.0}).build(progress=False)
+    assert info["converged"]
+    assert info["marginals"]["rain"][1] == pytest.approx(low, abs=1e-7)
