@@ -15,7 +15,7 @@ from calibrated_response_plugins.compiler import compile_problem, make_domains
 from calibrated_response_plugins.conflicts import conflict_warnings
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from calibrated_response_plugins.distribution import HistogramDistribution
-from calibrated_response_plugins.models import coerce_estimate, coerce_variable
+from calibrated_response_plugins.models import coerce_estimates, coerce_variables
 from calibrated_response_plugins.registry import load_backend
 
 DEFAULT_BACKEND = AUTO
@@ -52,19 +52,33 @@ def constraint_report(constraints: ConstraintSet, fitted: FitResult) -> list[dic
     rows = []
     for k, constraint in enumerate(constraints.constraints):
         numerator_mean, denominator_mean = fitted.report_means[k]
-        value = constraint.reported(float(numerator_mean), float(denominator_mean))
+        value = _finite_or_none(constraint.reported(float(numerator_mean), float(denominator_mean)))
+        residual = None if value is None else value - constraint.report_target
         rows.append({
             "id": constraint.id,
             "estimate_type": constraint.estimate_type,
             "relation": constraint.relation,
             "target": constraint.report_target,
             "fitted": value,
-            "residual": value - constraint.report_target,
+            "residual": residual,
             # Expectations in units of their variable's span, so one tolerance fits every row.
-            "scaled_residual": (value - constraint.report_target) / constraint.report_scale,
-            "lambda": float(fitted.lambdas[k]),
+            "scaled_residual": None if residual is None else residual / constraint.report_scale,
+            "lambda": _finite_or_none(float(fitted.lambdas[k])),
         })
     return rows
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A report number, or None where it is undefined (a ratio whose condition has probability 0)."""
+    return value if math.isfinite(value) else None
+
+
+def report_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A note for each report row whose fitted value is undefined."""
+    return [
+        f"{row['id']}: no fitted value: its condition has probability 0 under the fit"
+        for row in rows if row["fitted"] is None
+    ]
 
 
 def _tqdm_progress(description: str) -> tuple[Callable[[int, int, dict], None], Callable[[], None]]:
@@ -103,8 +117,8 @@ class DistributionBuilder:
         backend: str = DEFAULT_BACKEND,
         config: Mapping[str, Any] | Any | None = None,
     ):
-        self.variables = [coerce_variable(v) for v in variables]
-        self.estimates = [coerce_estimate(e) for e in estimates]
+        self.variables = coerce_variables(variables)
+        self.estimates = coerce_estimates(estimates)
         make_domains(self.variables, 1)  # empty list and duplicate names fail here, early
         if backend == AUTO:
             # The choice needs the compiled scopes; the compiler reads only the core fields.
@@ -168,7 +182,7 @@ class DistributionBuilder:
             "converged": bool(fitted.converged),
             "n_iterations": int(fitted.n_iterations),
             "runtime_sec": runtime,
-            "warnings": list(constraints.warnings) + list(fitted.warnings)
+            "warnings": list(constraints.warnings) + list(fitted.warnings) + report_warnings(report)
             + (conflict_warnings(report) if fitted.converged else []),
             "constraint_report": report,
             "diagnostics": fitted.diagnostics,

@@ -321,6 +321,8 @@ def parse_config_options(items: Sequence[str] | None) -> dict[str, Any] | None:
             options[key] = json.loads(raw)
         except json.JSONDecodeError:
             options[key] = raw
+        except (ValueError, RecursionError) as error:  # a too-long integer, too deep a nesting
+            raise ValueError(f"--config {key}: value cannot be read ({type(error).__name__})") from None
     return options
 
 

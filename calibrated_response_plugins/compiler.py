@@ -8,6 +8,7 @@ backend fits, so all backends solve the same problem.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,12 +26,34 @@ from calibrated_response_plugins.models import (
     ProbabilityEstimate,
     Proposition,
     Variable,
-    coerce_estimate,
-    coerce_variable,
+    coerce_estimates,
+    coerce_variables,
 )
+
+#: Smallest ``s_k^2``: an ``sd`` of 0 (or ``l2_regularization`` 0) means "as exact as the
+#: solver can". The floor keeps every multiplier finite (at most ~|E[g] - c| / MIN_S2) and the
+#: dual's Hessian invertible even for contradictory exact estimates; at 1e-6 such multipliers
+#: (2e5 for 0.3 against 0.7) still cancel to 0.02 nats in smm's float32. See docs/limits.md.
+MIN_S2 = 1e-6
+#: Largest ``s_k^2``: an estimate this loose pulls its multiplier to ~0 already; the cap
+#: keeps huge ``sd`` values (1e200) from overflowing when squared.
+MAX_S2 = 1e12
+#: Fractions of a bin closer than this to 0 or 1 are taken as 0 or 1: an interval
+#: narrower than the float step of its bins (width 5e-324) is empty, not a NaN ratio.
+WEIGHT_RESOLUTION = 1e-9
+
+#: Most cells in one constraint's table (the product of its scope's state counts): a
+#: larger scope is skipped rather than built (each table is several float64 arrays).
+MAX_TABLE_CELLS = 2**22
 
 _TRUE_STRINGS = {"true", "yes", "1"}
 _FALSE_STRINGS = {"false", "no", "0"}
+
+
+def clamped_s2(scale: float) -> float:
+    """``scale**2`` held to ``[MIN_S2, MAX_S2]``; the clamp comes before the square so it cannot overflow."""
+    scale = min(abs(float(scale)), math.sqrt(MAX_S2))
+    return max(scale * scale, MIN_S2)
 
 
 class SkipEstimate(Exception):
@@ -100,7 +123,10 @@ def interval_weights(domain: Domain, low: float, high: float) -> np.ndarray:
         return ((domain.values > low) & (domain.values < high)).astype(np.float64)
     left, right = domain.bin_edges[:-1], domain.bin_edges[1:]
     overlap = np.minimum(right, high) - np.maximum(left, low)
-    return np.clip(overlap / (right - left), 0.0, 1.0)
+    weights = np.clip(overlap / (right - left), 0.0, 1.0)
+    weights[weights < WEIGHT_RESOLUTION] = 0.0
+    weights[weights > 1.0 - WEIGHT_RESOLUTION] = 1.0
+    return weights
 
 
 def variable_weights(domain: Domain, propositions: Sequence[Proposition]) -> np.ndarray:
@@ -169,7 +195,7 @@ class _Compiler:
         self.index = {d.name: i for i, d in enumerate(domains)}
         self.max_arity = max_arity
         self.supported_arity = supported_arity  # (config class name, widest scope its backend fits)
-        self.l2 = l2_regularization
+        self.l2 = min(max(float(l2_regularization), MIN_S2), MAX_S2)
         self.warnings: list[str] = []
 
     def domain(self, name: str) -> Domain:
@@ -188,6 +214,12 @@ class _Compiler:
             raise SkipEstimate(
                 f"mentions {len(scope)} variables, more than the backend fits ({owner}.supported_arity={limit})"
             )
+        cells = math.prod(self.domains[i].n_states for i in scope)
+        if cells > MAX_TABLE_CELLS:
+            raise SkipEstimate(
+                f"its table over {len(scope)} variables would have {cells:,} cells, more than "
+                f"{MAX_TABLE_CELLS:,}; use fewer bins (max_bins)"
+            )
         return scope
 
     def checked_propositions(self, propositions: Sequence[Proposition], role: str) -> None:
@@ -196,10 +228,10 @@ class _Compiler:
 
     def s2_probability(self, sd: float | None, p: float) -> float:
         # Upstream sd on a probability is in log-odds; d p / d logit = p (1 - p).
-        return self.l2 if sd is None else float((sd * p * (1.0 - p)) ** 2)
+        return self.l2 if sd is None else clamped_s2(sd * p * (1.0 - p))
 
     def s2_expectation(self, sd: float | None, domain: Domain) -> float:
-        return self.l2 if sd is None else float((sd / domain.span) ** 2)
+        return self.l2 if sd is None else clamped_s2(sd / domain.span)
 
     def compile(self, estimate: Any) -> Constraint:
         if isinstance(estimate, ProbabilityEstimate):
@@ -319,8 +351,8 @@ def compile_problem(variables: Sequence[Any], estimates: Sequence[Any], config: 
     well-formed but unusable estimates are skipped with a reason, in input order.
     """
     config = CoreConfig() if config is None else config
-    variables = [coerce_variable(v) for v in variables]
-    estimates = [coerce_estimate(e) for e in estimates]
+    variables = coerce_variables(variables)
+    estimates = coerce_estimates(estimates)
     domains = make_domains(variables, config.max_bins)
     supported = getattr(config, "supported_arity", None)
     compiler = _Compiler(domains, config.max_arity, config.l2_regularization,

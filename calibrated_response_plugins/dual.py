@@ -102,4 +102,5 @@ def newton_direction(hessian: np.ndarray, gradient: np.ndarray, free: np.ndarray
         direction[free] = np.linalg.solve(reduced, -gradient[free])
     except np.linalg.LinAlgError:
         direction[free] = np.linalg.lstsq(reduced, -gradient[free], rcond=None)[0]
-    return direction
+    # two contradictory near-exact estimates can leave rounding that no solve survives
+    return direction if np.all(np.isfinite(direction)) else np.zeros_like(gradient)

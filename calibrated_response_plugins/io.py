@@ -13,8 +13,8 @@ from calibrated_response_plugins.models import (
     Estimate,
     ModelInputError,
     Variable,
-    coerce_estimate,
-    coerce_variable,
+    coerce_estimates,
+    coerce_variables,
     estimate_to_dict,
     variable_to_dict,
 )
@@ -33,12 +33,14 @@ class Problem:
 
 def problem_from_dict(data: Mapping[str, Any]) -> Problem:
     """Read a problem dict (``variables``, ``estimates``, optional ``target_variable``...)."""
+    if not isinstance(data, Mapping):
+        raise ModelInputError(f"problem: expected a mapping with 'variables' and 'estimates', got {type(data).__name__}")
     for key in ("variables", "estimates"):
         if key not in data:
             raise ModelInputError(f"problem: missing field {key!r}")
     return Problem(
-        variables=[coerce_variable(v) for v in data["variables"]],
-        estimates=[coerce_estimate(e) for e in data["estimates"]],
+        variables=coerce_variables(data["variables"]),
+        estimates=coerce_estimates(data["estimates"]),
         target_variable=data.get("target_variable"),
         question=data.get("question"),
         meta=data.get("meta"),
@@ -67,6 +69,12 @@ def load_problem(path: str | Path) -> Problem:
             data = json.load(handle)
         except json.JSONDecodeError as error:
             raise ModelInputError(f"{path}: not valid JSON ({error})") from None
+        except UnicodeDecodeError as error:
+            raise ModelInputError(f"{path}: not UTF-8 text ({error})") from None
+        except RecursionError:
+            raise ModelInputError(f"{path}: JSON nested too deeply to read") from None
+        except ValueError as error:  # e.g. an integer literal longer than Python reads
+            raise ModelInputError(f"{path}: unreadable JSON ({error})") from None
     if not isinstance(data, Mapping):
         raise ModelInputError(f"{path}: expected a JSON object with 'variables' and 'estimates'")
     return problem_from_dict(data)

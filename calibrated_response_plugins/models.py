@@ -9,12 +9,22 @@ attributes (upstream pydantic models are read by attribute, never imported).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, ClassVar, Union
 
 import attrs
 
 RELATIONS = ("eq", "le", "ge")
+
+#: Largest magnitude of a continuous variable's bound: squares of values (variances,
+#: second moments) stay finite in float64. See docs/limits.md.
+MAX_BOUND = 1e150
+#: Smallest span ``upper_bound - lower_bound`` of a continuous variable, absolute ...
+MIN_SPAN = 1e-150
+#: ... and relative to the larger bound's magnitude: every bin of the finest grid
+#: (``MAX_BINS``) still spans thousands of float steps, so bin overlaps are exact to ~1e-4.
+MIN_RELATIVE_SPAN = 1e-9
 
 
 class ModelInputError(ValueError):
@@ -37,9 +47,30 @@ def _owner(instance: Any) -> str:
     return f"proposition on {getattr(instance, 'variable', '?')!r}"
 
 
+def _is_number(value: Any) -> bool:
+    """A real number that is not a bool (numeric strings are not numbers)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _finite(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if value is None:
+        raise ModelInputError(f"{_owner(instance)}: missing field {attribute.name!r}")
+    if not _is_number(value):
         raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be a finite number, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond float range
+        finite = False
+    if not finite:
+        raise ModelInputError(
+            f"{_owner(instance)}: field {attribute.name!r} must be a finite number, got {_short(value)}"
+        )
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a value, cut so that a 400-digit integer does not fill the message."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _optional_non_negative(instance, attribute, value):
@@ -58,26 +89,48 @@ def _probability(instance, attribute, value):
 
 def _non_empty_str(instance, attribute, value):
     if not isinstance(value, str) or not value:
-        raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be a non-empty string, got {value!r}")
+        raise ModelInputError(
+            f"{_owner(instance)}: field {attribute.name!r} must be a non-empty string, got {_short(value)}"
+        )
 
 
 def _relation(instance, attribute, value):
-    if value not in RELATIONS:
+    if not isinstance(value, str) or value not in RELATIONS:
         raise ModelInputError(f"{_owner(instance)}: field 'relation' must be one of {RELATIONS}, got {value!r}")
 
 
+def _strict_bool(instance, attribute, value):
+    if not isinstance(value, bool):
+        raise ModelInputError(f"{_owner(instance)}: field {attribute.name!r} must be true or false, got {value!r}")
+
+
 def _to_float(value: Any) -> Any:
-    # Keep non-numbers as they are so the validator can name them.
-    if isinstance(value, bool) or value is None:
+    # Only real numbers convert; anything else (strings included) stays as it is so
+    # the validator can name it. An integer beyond float range stays an integer.
+    if not _is_number(value):
         return value
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except OverflowError:
         return value
 
 
 def _optional_float(value: Any) -> Any:
     return None if value is None else _to_float(value)
+
+
+def _read_bool(value: Any) -> Any:
+    """True/False, also 1/0 as integers; anything else stays as it is for the validator to name.
+
+    ``bool()`` would read the strings "false", "no" and "0" as True.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    if getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.shape == ():
+        return bool(value)  # a numpy boolean scalar, without importing numpy here
+    return value
 
 
 # --------------------------------------------------------------------------- variables
@@ -104,8 +157,9 @@ class ContinuousVariable:
     name: str = attrs.field(validator=_non_empty_str)
     description: str = ""
     type: str = attrs.field(default="continuous", converter=_enum_value)
-    lower_bound: float = attrs.field(default=0.0, converter=_to_float, validator=_finite)
-    upper_bound: float = attrs.field(default=0.0, converter=_to_float, validator=_finite)
+    # No default value: a bound left out is an error, not 0.0.
+    lower_bound: float = attrs.field(default=None, converter=_optional_float, validator=_finite)
+    upper_bound: float = attrs.field(default=None, converter=_optional_float, validator=_finite)
     unit: str | None = None
 
     @type.validator
@@ -119,9 +173,27 @@ class ContinuousVariable:
                 f"variable {self.name!r}: lower_bound ({self.lower_bound}) must be below "
                 f"upper_bound ({self.upper_bound})"
             )
+        check_bounds(self.name, self.lower_bound, self.upper_bound)
 
     def get_domain(self) -> tuple[float, float]:
         return (self.lower_bound, self.upper_bound)
+
+
+def check_bounds(name: str, lower: float, upper: float) -> None:
+    """Refuse bounds the binning cannot represent (limits in docs/limits.md)."""
+    magnitude = max(abs(lower), abs(upper))
+    if magnitude > MAX_BOUND:
+        raise ModelInputError(
+            f"variable {name!r}: bounds [{lower:g}, {upper:g}] exceed the largest supported magnitude "
+            f"{MAX_BOUND:g}; rescale the variable (e.g. to other units)"
+        )
+    span = upper - lower
+    if span < MIN_SPAN or span < MIN_RELATIVE_SPAN * magnitude:
+        raise ModelInputError(
+            f"variable {name!r}: range [{lower!r}, {upper!r}] is too narrow to be binned: its span must be "
+            f"at least {MIN_SPAN:g} and at least {MIN_RELATIVE_SPAN:g} times the larger bound's magnitude; "
+            "shift or rescale the variable"
+        )
 
 
 Variable = Union[BinaryVariable, ContinuousVariable]
@@ -150,7 +222,7 @@ class InequalityProposition:
 
     variable: str = attrs.field(validator=_non_empty_str)
     threshold: float = attrs.field(converter=_to_float, validator=_finite)
-    is_lower_bound: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    is_lower_bound: bool = attrs.field(default=True, converter=_read_bool, validator=_strict_bool)
     variable_type: str = attrs.field(default="continuous", converter=_enum_value)
     proposition_type: str = attrs.field(default="inequality", converter=_enum_value)
 
@@ -168,7 +240,7 @@ class _Estimate:
     id: str = attrs.field(validator=_non_empty_str)
     relation: str = attrs.field(default="eq", converter=_enum_value, validator=_relation)
     sd: float | None = attrs.field(default=None, converter=_optional_float, validator=_optional_non_negative)
-    n: int | None = None
+    n: int | float | None = attrs.field(default=None, validator=_optional_non_negative)
     provenance: str | None = None
 
 
@@ -295,6 +367,32 @@ def _fields_of(cls: type, obj: Any, owner: str, skip: tuple[str, ...] = ()) -> d
     return values
 
 
+def _kind(value: Any, owner: str, field: str, known: Any) -> str:
+    """An enum-or-string type field, checked to be one of ``known``."""
+    kind = _enum_value(value)
+    if not isinstance(kind, str) or kind not in known:
+        choices = " or ".join(repr(k) for k in known)
+        raise ModelInputError(f"{owner}: field {field!r} must be {choices}, got {_short(kind)}")
+    return kind
+
+
+def _as_list(value: Any, owner: str, field: str) -> list[Any]:
+    """A JSON array (list or tuple); a string, a mapping, a number or null is named."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise ModelInputError(f"{owner}: field {field!r} must be a list, got {_short(value)}")
+    return list(value)
+
+
+def coerce_variables(objs: Any) -> list[Variable]:
+    """:func:`coerce_variable` over a list, refusing anything that is not a list."""
+    return [coerce_variable(v) for v in _as_list(objs, "problem", "variables")]
+
+
+def coerce_estimates(objs: Any) -> list[Estimate]:
+    """:func:`coerce_estimate` over a list, refusing anything that is not a list."""
+    return [coerce_estimate(e) for e in _as_list(objs, "problem", "estimates")]
+
+
 def coerce_variable(obj: Any) -> Variable:
     """Build a variable from an instance, a dict or an object with the upstream attributes."""
     if isinstance(obj, (BinaryVariable, ContinuousVariable)):
@@ -302,16 +400,20 @@ def coerce_variable(obj: Any) -> Variable:
     if isinstance(obj, Mapping):
         obj, _ = _unwrap(obj)
     name = _read(obj, "variable", "name")
-    owner = f"variable {name!r}"
-    kind = _enum_value(_read(obj, owner, "type", default="continuous"))
-    if kind not in _VARIABLE_CLASSES:
-        raise ModelInputError(f"{owner}: field 'type' must be 'binary' or 'continuous', got {kind!r}")
+    owner = f"variable {_short(name)}"
+    kind = _kind(_read(obj, owner, "type", default="continuous"), owner, "type", _VARIABLE_CLASSES)
     cls = _VARIABLE_CLASSES[kind]
+    if cls is ContinuousVariable:
+        for bound in ("lower_bound", "upper_bound"):
+            _read(obj, owner, bound)  # required: a missing bound is not 0.0
     return cls(**_fields_of(cls, obj, owner))
 
 
 def coerce_proposition(obj: Any, owner: str = "estimate") -> Proposition:
-    """Build a proposition from an instance, a dict or an upstream object."""
+    """Build a proposition from an instance, a dict or an upstream object.
+
+    Errors name ``owner`` (the estimate) as well as the proposition's variable.
+    """
     if isinstance(obj, (EqualityProposition, InequalityProposition)):
         return obj
     if isinstance(obj, Mapping):
@@ -319,9 +421,10 @@ def coerce_proposition(obj: Any, owner: str = "estimate") -> Proposition:
     kind = _enum_value(_read(obj, owner, "proposition_type", default=None))
     if kind is None:
         kind = "inequality" if _read(obj, owner, "threshold", default=None) is not None else "equality"
-    if kind == "equality":
-        return EqualityProposition(**_fields_of(EqualityProposition, obj, f"{owner} proposition"))
-    if kind == "inequality":
+    kind = _kind(kind, owner, "proposition_type", ("equality", "inequality"))
+    try:
+        if kind == "equality":
+            return EqualityProposition(**_fields_of(EqualityProposition, obj, f"{owner} proposition"))
         values = _fields_of(InequalityProposition, obj, f"{owner} proposition", skip=("is_lower_bound",))
         # Older upstream releases spell the direction ``greater``.
         lower = _read(obj, owner, "is_lower_bound", default=None)
@@ -329,8 +432,10 @@ def coerce_proposition(obj: Any, owner: str = "estimate") -> Proposition:
             lower = _read(obj, owner, "greater", default=None)
         if lower is None:
             raise ModelInputError(f"{owner}: inequality proposition missing field 'is_lower_bound'")
-        return InequalityProposition(is_lower_bound=bool(lower), **values)
-    raise ModelInputError(f"{owner}: unknown proposition_type {kind!r}; expected 'equality' or 'inequality'")
+        return InequalityProposition(is_lower_bound=lower, **values)
+    except ModelInputError as error:
+        message = str(error)
+        raise ModelInputError(message if message.startswith(owner) else f"{owner}: {message}") from None
 
 
 def coerce_estimate(obj: Any) -> Estimate:
@@ -341,18 +446,18 @@ def coerce_estimate(obj: Any) -> Estimate:
     if isinstance(obj, Mapping):
         obj, class_name = _unwrap(obj)
     estimate_id = _read(obj, "estimate", "id")
-    owner = f"estimate {estimate_id!r}"
+    owner = f"estimate {_short(estimate_id)}"
     kind = _enum_value(_read(obj, owner, "estimate_type", default=_CLASS_NAMES.get(class_name or "")))
-    if kind not in ESTIMATE_CLASSES:
+    if not isinstance(kind, str) or kind not in ESTIMATE_CLASSES:
         raise ModelInputError(
-            f"{owner}: unknown estimate_type {kind!r}; known types are {sorted(ESTIMATE_CLASSES)}"
+            f"{owner}: unknown estimate_type {_short(kind)}; known types are {sorted(ESTIMATE_CLASSES)}"
         )
     cls = ESTIMATE_CLASSES[kind]
     values = _fields_of(cls, obj, owner)
     if "proposition" in values:
         values["proposition"] = coerce_proposition(values["proposition"], owner)
     if "conditions" in values:
-        conditions = values["conditions"] or ()
+        conditions = () if values["conditions"] is None else _as_list(values["conditions"], owner, "conditions")
         values["conditions"] = tuple(coerce_proposition(c, owner) for c in conditions)
     return cls(**values)
 

@@ -139,8 +139,7 @@ def test_header_says_why_auto_chose_the_backend():
     info = {"backend": "maxent", "runtime_sec": 0.5, "converged": True,
             "backend_reason": "auto: 84 joint states: the exact solve is expected faster than smm"}
     assert cli.format_header(None, info) == (
-        "backend: maxent   runtime: 0.50 s   converged: yes
-"
+        "backend: maxent   runtime: 0.50 s   converged: yes\n"
         "  (auto: 84 joint states: the exact solve is expected faster than smm)"
     )
 

@@ -30,8 +30,7 @@ from calibrated_response_maxent.model import Component, DenseModel, axes_outside
 Progress = Callable[[int, int, dict], None]
 
 LBFGSB_MEMORY = 30
-MAX_BACKTRACKS = 30
-ARMIJO_FRACTION = 1e-4
+MAX_BACKTRACKS = 40
 
 
 class ComponentState(NamedTuple):
@@ -174,22 +173,41 @@ def clip_to_bounds(model: DenseModel, lambdas: np.ndarray) -> np.ndarray:
 
 
 def newton_step(model: DenseModel, point: DualPoint) -> DualPoint | None:
-    """One projected Newton step with backtracking; None if no step improves the point.
+    """One projected Newton step; None if no step along it improves the point.
 
-    A step is taken when it lowers the projected gradient or satisfies the
-    Armijo decrease of the objective.
+    The full step is taken when it lowers the projected gradient. Otherwise the
+    step length comes from :func:`line_minimum`: where the joint saturates (a
+    multiplier sum so large that a variable is certain) the Hessian is ``s^2``
+    alone, the full step overshoots into the opposite saturation, and halving it
+    until the objective decreases would bounce between the two.
     """
     direction = dual.newton_direction(dual_hessian(model, point), point.gradient, free_multipliers(model, point))
-    current_norm = projected_gradient_norm(model, point)
-    step = 1.0
+    candidate = evaluate_dual(model, clip_to_bounds(model, point.lambdas + direction))
+    if projected_gradient_norm(model, candidate) < projected_gradient_norm(model, point):
+        return candidate
+    return line_minimum(model, point, direction)
+
+
+def line_minimum(model: DenseModel, point: DualPoint, direction: np.ndarray) -> DualPoint | None:
+    """The point of least objective on the segment ``lambda + t d``, ``t`` in [0, 1], by bisection.
+
+    The dual is convex, so its slope along the segment increases with ``t``; the
+    slope's sign change is found to ``2**-MAX_BACKTRACKS`` of the step. None when
+    no point of the segment lies below the start.
+    """
+    low, high = 0.0, 1.0
+    best = None
     for _ in range(MAX_BACKTRACKS):
-        candidate = evaluate_dual(model, clip_to_bounds(model, point.lambdas + step * direction))
-        decrease = point.objective - candidate.objective
-        predicted = -float(point.gradient @ (candidate.lambdas - point.lambdas))
-        if projected_gradient_norm(model, candidate) < current_norm or decrease >= ARMIJO_FRACTION * predicted > 0:
-            return candidate
-        step *= 0.5
-    return None
+        middle = 0.5 * (low + high)
+        candidate = evaluate_dual(model, clip_to_bounds(model, point.lambdas + middle * direction))
+        moved = candidate.lambdas - point.lambdas
+        if float(candidate.gradient @ moved) > 0.0:
+            high = middle
+        else:
+            low = middle
+        if candidate.objective < point.objective and (best is None or candidate.objective < best.objective):
+            best = candidate
+    return best
 
 
 def record(history: dict[str, list], model: DenseModel, point: DualPoint, stage: str) -> None:

@@ -8,12 +8,38 @@ from typing import ClassVar
 import attrs
 from calibrated_response_plugins.config import (
     CoreConfig,
+    finite_non_negative,
     finite_positive,
+    int_at_most,
     non_negative_int,
+    number_at_least,
+    number_at_most,
     positive_int,
 )
 
 OPTIMIZERS = ("newton", "adam", "sgd")
+
+# Limits that keep every fit finite and reporting progress (docs/limits.md).
+#: Most bins per continuous variable: a pair factor of two such variables is
+#: ``SMM_MAX_BINS**2`` cells, each sampled and reduced every sweep.
+SMM_MAX_BINS = 200
+#: Most Gibbs sweeps between two progress reports (one compiled call): a chunk of
+#: ``chunk_size * mcmc_steps_per_iteration`` sweeps, and each burn-in or final batch.
+MAX_SWEEPS_PER_CALL = 100_000
+#: Most sweeps of one final estimate (it reports no progress), and most polish steps
+#: (each one a further final estimate).
+MAX_FINAL_SWEEPS = 10 * MAX_SWEEPS_PER_CALL
+MAX_POLISH_STEPS = 20
+#: Temperatures outside this range make the conditionals' logits overflow float32
+#: (``logit_clip / temperature``) or flatten them to uniform.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-2, 1e2
+#: Largest factor-table entry: float32 logits stay exact sums well below overflow.
+MAX_LOGIT_CLIP = 1e6
+#: Largest step size and per-step multiplier change.
+MAX_LEARNING_RATE = 1e3
+MAX_GRAD_CLIP = 1e6
+#: Most chains: the chain states alone take ``num_chains x variables`` int32 words.
+MAX_CHAINS = 2**24
 
 
 def _path_text(value):
@@ -63,6 +89,7 @@ class SMMConfig(CoreConfig):
     :param final_tolerance: the standard error the final means are extended to reach.
     :param max_final_sweeps: most sweeps of one final estimate.
     :param chunk_size: iterations per compiled chunk; Python runs only between chunks.
+        Held to at most ``num_iterations`` and to ``MAX_SWEEPS_PER_CALL`` sweeps per chunk.
     :param scope_threshold: in the final estimate, a factor carrying a conditional
         whose condition has probability below this (after the averaging phase)
         averages the exact conditional of its whole scope given the rest of each
@@ -101,26 +128,42 @@ class SMMConfig(CoreConfig):
 
     supported_arity: ClassVar[int] = 3
 
-    num_chains: int = attrs.field(default=2048, validator=positive_int)
+    max_bins: int = attrs.field(default=21, validator=[positive_int, int_at_most(SMM_MAX_BINS)])
+    num_chains: int = attrs.field(default=2048, validator=[positive_int, int_at_most(MAX_CHAINS)])
     num_iterations: int = attrs.field(default=200, validator=positive_int)
-    mcmc_steps_per_iteration: int = attrs.field(default=2, validator=positive_int)
-    learning_rate: float = attrs.field(default=1.0, validator=finite_positive)
+    mcmc_steps_per_iteration: int = attrs.field(
+        default=2, validator=[positive_int, int_at_most(MAX_SWEEPS_PER_CALL)]
+    )
+    learning_rate: float = attrs.field(default=1.0, validator=[finite_positive, number_at_most(MAX_LEARNING_RATE)])
     optimizer: str = attrs.field(default="newton", validator=attrs.validators.in_(OPTIMIZERS))
-    grad_clip: float | None = attrs.field(default=5.0, validator=attrs.validators.optional(finite_positive))
-    logit_clip: float = attrs.field(default=1e4, validator=finite_positive)
-    temperature: float = attrs.field(default=1.0, validator=finite_positive)
+    grad_clip: float | None = attrs.field(
+        default=5.0, validator=attrs.validators.optional([finite_positive, number_at_most(MAX_GRAD_CLIP)])
+    )
+    logit_clip: float = attrs.field(default=1e4, validator=[finite_positive, number_at_most(MAX_LOGIT_CLIP)])
+    temperature: float = attrs.field(
+        default=1.0,
+        validator=[finite_positive, number_at_least(MIN_TEMPERATURE), number_at_most(MAX_TEMPERATURE)],
+    )
     tolerance: float = attrs.field(default=2e-3, validator=finite_positive)
     averaging_iterations: int = attrs.field(default=60, validator=non_negative_int)
-    burn_in_sweeps: int = attrs.field(default=100, validator=non_negative_int)
-    final_sweeps: int = attrs.field(default=60, validator=positive_int)
+    burn_in_sweeps: int = attrs.field(default=100, validator=[non_negative_int, int_at_most(MAX_SWEEPS_PER_CALL)])
+    final_sweeps: int = attrs.field(default=60, validator=[positive_int, int_at_most(MAX_SWEEPS_PER_CALL)])
     final_tolerance: float = attrs.field(default=3e-3, validator=finite_positive)
-    max_final_sweeps: int = attrs.field(default=960, validator=positive_int)
+    max_final_sweeps: int = attrs.field(default=960, validator=[positive_int, int_at_most(MAX_FINAL_SWEEPS)])
     chunk_size: int = attrs.field(default=10, validator=positive_int)
-    scope_threshold: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
-    scope_every: int = attrs.field(default=4, validator=positive_int)
-    polish_steps: int = attrs.field(default=1, validator=non_negative_int)
+    scope_threshold: float = attrs.field(default=0.05, validator=finite_non_negative)
+    scope_every: int = attrs.field(default=4, validator=[positive_int, int_at_most(MAX_SWEEPS_PER_CALL)])
+    polish_steps: int = attrs.field(default=1, validator=[non_negative_int, int_at_most(MAX_POLISH_STEPS)])
     devices: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
     checkpoint_dir: str | None = attrs.field(default=None, converter=_path_text, validator=_directory)
     checkpoint_every: int = attrs.field(default=10, validator=positive_int)
     checkpoint_keep: int = attrs.field(default=2, validator=positive_int)
     one_device_per_core: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    def __attrs_post_init__(self):
+        # A chunk longer than the search would run iterations nobody asked for as one
+        # call with no progress in between (chunk_size=10**6, num_iterations=20); and no
+        # chunk may hold more than MAX_SWEEPS_PER_CALL sweeps. The frozen class is
+        # written once here, before anyone can see it.
+        longest = max(1, MAX_SWEEPS_PER_CALL // self.mcmc_steps_per_iteration)
+        object.__setattr__(self, "chunk_size", min(self.chunk_size, self.num_iterations, longest))

@@ -8,7 +8,7 @@ from calibrated_response_plugins import DistributionBuilder
 from calibrated_response_plugins.testing import CONFORMANCE_PROBLEM
 from calibrated_response_smm.certificate import GRADIENT_TOLERANCE, assess, doubt_warning, group_labels
 from calibrated_response_smm.targets import MomentTarget, MomentTargets
-from conftest import assert_matches_brute_force, fit_constraints
+from calibrated_response_smm.testing import assert_matches_brute_force, fit_constraints
 
 N_CHAINS = 4096
 
