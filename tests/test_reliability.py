@@ -23,7 +23,7 @@ from calibrated_response_plugins.constraints import FitResult
 from calibrated_response_plugins.models import coerce_estimate, coerce_variable
 from calibrated_response_plugins.testing import CONFORMANCE_PROBLEM
 from calibrated_response_smm.config import SMMConfig
-from calibrated_response_smm.polish import solve_newton
+from calibrated_response_plugins import dual
 
 HUGE = 10**400  # an integer JSON reads exactly and float() cannot hold
 
@@ -252,7 +252,7 @@ def test_a_condition_narrower_than_a_float_step_is_skipped():
 
 def test_the_polish_solves_a_singular_newton_system():
     hessian = np.array([[1.0, 1.0], [1.0, 1.0]])  # contradictory exact estimates on one feature
-    direction = solve_newton(hessian, np.array([0.2, -0.2]))
+    direction = dual.newton_direction(hessian, np.array([-0.2, 0.2]), np.array([True, True]))
     assert np.all(np.isfinite(direction))
     np.testing.assert_allclose(direction, [0.0, 0.0], atol=1e-12)  # least squares: the gradients cancel
 
