@@ -51,12 +51,18 @@ class CoreConfig:
     :param max_arity: largest constraint scope kept; larger ones are skipped.
     :param l2_regularization: default ``s_k^2`` of the dual's l2 term.
     :param seed: random seed for stochastic backends.
+    :param correlation_rounds: most rounds of the correlation loop (the first is the
+        fit without correlations).
+    :param correlation_tolerance: the loop stops when no correlation's pair moments
+        (variables rescaled to [0, 1]) move more than this between two rounds.
     """
 
     max_bins: int = attrs.field(default=21, validator=positive_int)
     max_arity: int = attrs.field(default=3, validator=positive_int)
     l2_regularization: float = attrs.field(default=1e-3, validator=finite_non_negative)
     seed: int = attrs.field(default=0, validator=non_negative_int)
+    correlation_rounds: int = attrs.field(default=30, validator=positive_int)
+    correlation_tolerance: float = attrs.field(default=1e-6, validator=finite_positive)
 
 
 def config_from_options(cls: type[ConfigT], options: Mapping[str, Any] | ConfigT | None) -> ConfigT:

@@ -222,9 +222,10 @@ def record(history: dict[str, list], model: DenseModel, point: DualPoint, stage:
 
 
 def run_lbfgsb(
-    model: DenseModel, config: MaxentConfig, progress: Progress | None, history: dict[str, list]
+    model: DenseModel, config: MaxentConfig, progress: Progress | None, history: dict[str, list],
+    initial: np.ndarray | None = None,
 ) -> tuple[DualPoint, dict]:
-    """Minimise the dual with L-BFGS-B from ``lambda = 0``; return the final point and solver facts."""
+    """Minimise the dual with L-BFGS-B from ``initial`` (None: ``lambda = 0``); return the final point and facts."""
     last: dict[str, DualPoint] = {}
 
     def objective_and_gradient(lambdas):
@@ -248,7 +249,7 @@ def run_lbfgsb(
 
     result = minimize(
         objective_and_gradient,
-        np.zeros(model.n_constraints),
+        np.zeros(model.n_constraints) if initial is None else clip_to_bounds(model, initial),
         jac=True,
         method="L-BFGS-B",
         bounds=list(zip(model.lower_bounds, model.upper_bounds)),
@@ -292,24 +293,33 @@ def variable_marginals(model: DenseModel, point: DualPoint) -> dict[str, np.ndar
 
 
 def solve_dual(
-    model: DenseModel, config: MaxentConfig, progress: Progress | None = None
+    model: DenseModel, config: MaxentConfig, progress: Progress | None = None,
+    initial: np.ndarray | None = None,
 ) -> tuple[DualPoint, dict[str, list], dict]:
-    """L-BFGS-B then, if needed, Newton polish; return the optimum, history and solver facts."""
+    """L-BFGS-B from ``initial`` then, if needed, Newton polish; return the optimum, history and solver facts."""
     history: dict[str, list] = {"objective": [], "projected_gradient": [], "stage": []}
     if model.n_constraints == 0:
         return evaluate_dual(model, np.zeros(0)), history, {"lbfgsb_iterations": 0, "newton_steps": 0}
-    point, facts = run_lbfgsb(model, config, progress, history)
+    point, facts = run_lbfgsb(model, config, progress, history, initial)
     point, facts["newton_steps"] = polish(model, point, config, history)
     return point, history, facts
 
 
-def fit_dense_model(model: DenseModel, config: MaxentConfig, progress: Progress | None = None) -> FitResult:
-    """Fit ``model`` exactly and package the result as a :class:`FitResult`."""
+def fit_dense_model(
+    model: DenseModel, config: MaxentConfig, progress: Progress | None = None,
+    initial_lambdas: np.ndarray | None = None,
+) -> FitResult:
+    """Fit ``model`` exactly, L-BFGS-B starting at ``initial_lambdas`` (None: 0); return a :class:`FitResult`."""
     started = time.perf_counter()
+    if initial_lambdas is not None and np.shape(initial_lambdas) != (model.n_constraints,):
+        raise ValueError(
+            f"maxent: initial_lambdas has shape {np.shape(initial_lambdas)}, the model has "
+            f"{model.n_constraints} constraints"
+        )
     # The BLAS work here is on K x K matrices (K = tens of constraints): extra BLAS threads
     # only spin, and on a busy machine they slow L-BFGS-B's small calls several-fold.
     with threadpool_limits(limits=1, user_api="blas"):
-        point, history, facts = solve_dual(model, config, progress)
+        point, history, facts = solve_dual(model, config, progress, initial_lambdas)
     gradient_norm = projected_gradient_norm(model, point)
     converged = bool(np.isfinite(gradient_norm) and gradient_norm <= config.gtol)
     iterations = facts["lbfgsb_iterations"] + facts["newton_steps"]
