@@ -63,6 +63,9 @@ class SMMConfig(CoreConfig):
         is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran
         before JAX started (the backend calls it before its first compile). The random
         streams, so the exact draws, depend on the count.
+    :param correlation_rounds: as in the core config (fewer by default: each round is a
+        full stochastic fit, warm-started from the last one's chains and multipliers).
+    :param correlation_tolerance: as in the core config, at the chains' noise level.
     """
 
     num_chains: int = attrs.field(default=2048, validator=positive_int)
@@ -84,3 +87,7 @@ class SMMConfig(CoreConfig):
     scope_every: int = attrs.field(default=4, validator=positive_int)
     polish_steps: int = attrs.field(default=1, validator=non_negative_int)
     devices: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
+    # The chains' moments move by Monte Carlo noise (~1e-3) from round to round, so the
+    # correlation loop stops at that scale rather than at the exact backends' 1e-6.
+    correlation_rounds: int = attrs.field(default=12, validator=positive_int)
+    correlation_tolerance: float = attrs.field(default=2e-3, validator=finite_positive)
