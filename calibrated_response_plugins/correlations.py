@@ -41,6 +41,8 @@ UNREACHED_GAP = 0.05
 #: the damping factor never drops below this.
 MIN_DAMPING = 1.0 / 16.0
 DEFAULT_ROUNDS = 30
+#: rounds the Anderson acceleration of the outer loop mixes.
+ANDERSON_MEMORY = 3
 DEFAULT_TOLERANCE = 1e-6
 
 Progress = Callable[[int, int, dict], None]
@@ -307,6 +309,7 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
             skipped.append(f"{correlation.id}: {reason}")
     points = [m.copy() if on else None for m, on in zip(moments, active)]
     damping, last_change, converged, warm_rounds = 1.0, np.inf, not any(active), 0
+    mixer = AndersonMixer()
     rounds = [{"round": 1, "max_change": float("nan"), "max_abs_h": _max_abs_h(correlations, moments, active),
                "damping": damping, "warm": False}]
     while not converged and len(rounds) < max_rounds:
@@ -316,8 +319,9 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
         change = max(float(np.max(np.abs(m - p))) for m, p, on in zip(moments, points, active) if on)
         if change > last_change:  # the iteration overshoots: move the linearisation point less
             damping = max(0.5 * damping, MIN_DAMPING)
+            mixer.reset()
         last_change = change
-        points = [p + damping * (m - p) if on else None for m, p, on in zip(moments, points, active)]
+        points = next_points(mixer, correlations, points, moments, active, damping)
         rounds.append({"round": len(rounds) + 1, "max_change": change,
                        "max_abs_h": _max_abs_h(correlations, moments, active), "damping": damping, "warm": warm})
         converged = change <= tolerance
@@ -347,6 +351,55 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
         "first_round_marginals": first_marginals, "n_fitted": sum(active),
     }
     return CorrelationOutcome(fitted, rows, skipped, warnings, info)
+
+
+class AndersonMixer:
+    """Anderson acceleration of the fixed-point map ``point -> fitted moments``.
+
+    Plain successive linearisation converges linearly (ratios of 0.5-0.7 between rounds
+    are common on the shared cases); mixing the last few rounds' residuals takes the
+    secant step through them, which is what the fixed point is, usually in a few rounds.
+    """
+
+    def __init__(self, memory: int = ANDERSON_MEMORY):
+        self.memory = memory
+        self.reset()
+
+    def reset(self) -> None:
+        self.points: list[np.ndarray] = []
+        self.images: list[np.ndarray] = []
+
+    def step(self, point: np.ndarray, image: np.ndarray, damping: float) -> np.ndarray:
+        """The next point from the current one and its image under the map."""
+        self.points.append(point)
+        self.images.append(image)
+        self.points, self.images = self.points[-(self.memory + 1):], self.images[-(self.memory + 1):]
+        residuals = [g - x for g, x in zip(self.images, self.points)]
+        if len(residuals) == 1:
+            return point + damping * residuals[0]
+        d_residual = np.column_stack([residuals[i + 1] - residuals[i] for i in range(len(residuals) - 1)])
+        d_image = np.column_stack([self.images[i + 1] - self.images[i] for i in range(len(residuals) - 1)])
+        gamma = np.linalg.lstsq(d_residual, residuals[-1], rcond=1e-10)[0]
+        mixed_point = point - (np.column_stack([self.points[i + 1] - self.points[i]
+                                                for i in range(len(residuals) - 1)]) @ gamma)
+        mixed_image = image - d_image @ gamma
+        return mixed_point + damping * (mixed_image - mixed_point)
+
+
+def next_points(mixer: AndersonMixer, correlations, points, moments, active, damping: float) -> list:
+    """The next linearisation points: Anderson-mixed, or the damped plain step where mixing leaves the valid moments."""
+    on = [j for j, flag in enumerate(active) if flag]
+    point = np.concatenate([points[j] for j in on])
+    image = np.concatenate([moments[j] for j in on])
+    mixed = mixer.step(point, image, damping).reshape(len(on), 5)
+    plain = [points[j] + damping * (moments[j] - points[j]) for j in on]
+    if not np.all(np.isfinite(mixed)) or any(min(variances(m)) <= MIN_VARIANCE for m in mixed):
+        mixer.reset()
+        mixed = plain
+    out: list = [None] * len(points)
+    for j, m in zip(on, mixed):
+        out[j] = np.asarray(m)
+    return out
 
 
 def _max_abs_h(correlations, moments, active) -> float:

@@ -159,11 +159,37 @@ def component_covariance(
             covariance[np.ix_(columns, rows)] = block.T
 
 
+#: largest (constraints x joint cells) of a component whose covariance is one dense product.
+DENSE_COVARIANCE_CELLS = 20_000_000
+
+
+def dense_component_covariance(
+    component: Component, state: ComponentState, feature_means: np.ndarray, covariance: np.ndarray
+) -> None:
+    """:func:`component_covariance` as one product of the features laid out on the joint.
+
+    On small components the per-pair ``einsum`` calls cost more in planning than in
+    arithmetic; this costs ``K x cells`` memory instead.
+    """
+    rows = np.concatenate([group.constraint_indices for group in component.groups])
+    features = np.concatenate([
+        np.broadcast_to(group.features.reshape((-1,) + group.broadcast_shape), (len(group.constraint_indices),) + component.shape)
+        .reshape(len(group.constraint_indices), -1)
+        for group in component.groups
+    ])
+    centred = features - feature_means[rows][:, None]
+    covariance[np.ix_(rows, rows)] = (centred * state.probabilities.reshape(1, -1)) @ centred.T
+
+
 def feature_covariance(model: DenseModel, point: DualPoint) -> np.ndarray:
     """``Cov(g)`` under the model; block diagonal, as components are independent."""
     covariance = np.zeros((model.n_constraints, model.n_constraints), dtype=np.float64)
     for component, state in zip(model.components, point.components):
-        component_covariance(component, state, point.feature_means, covariance)
+        n_rows = sum(len(group.constraint_indices) for group in component.groups)
+        if n_rows and n_rows * component.n_states <= DENSE_COVARIANCE_CELLS:
+            dense_component_covariance(component, state, point.feature_means, covariance)
+        else:
+            component_covariance(component, state, point.feature_means, covariance)
     return covariance
 
 
@@ -300,8 +326,17 @@ def solve_dual(
     history: dict[str, list] = {"objective": [], "projected_gradient": [], "stage": []}
     if model.n_constraints == 0:
         return evaluate_dual(model, np.zeros(0)), history, {"lbfgsb_iterations": 0, "newton_steps": 0}
+    warm_steps = 0
+    if initial is not None:
+        # A warm start is usually next to the optimum, where Newton converges in a few
+        # steps; L-BFGS-B would first spend iterations rebuilding its curvature memory.
+        point, warm_steps = polish(model, evaluate_dual(model, clip_to_bounds(model, initial)), config, history)
+        if projected_gradient_norm(model, point) <= config.gtol:
+            return point, history, {"lbfgsb_iterations": 0, "newton_steps": warm_steps}
+        initial = point.lambdas
     point, facts = run_lbfgsb(model, config, progress, history, initial)
     point, facts["newton_steps"] = polish(model, point, config, history)
+    facts["newton_steps"] += warm_steps
     return point, history, facts
 
 
