@@ -183,6 +183,48 @@ def correlation_of(m: np.ndarray) -> float:
     return float(np.clip((m[4] - m[0] * m[2]) / np.sqrt(var_x * var_y), -1.0, 1.0))
 
 
+def quantile_product_mean(px: np.ndarray, x: np.ndarray, py: np.ndarray, y: np.ndarray) -> float:
+    """``E[XY]`` under the quantile coupling of two discrete marginals (values in the order given).
+
+    With both value arrays ascending this is the comonotone coupling, the largest
+    ``E[XY]`` the marginals allow (Hoeffding-Frechet); with one reversed, the smallest.
+    """
+    cx, cy = np.cumsum(px), np.cumsum(py)
+    breaks = np.unique(np.clip(np.concatenate([[0.0], cx, cy, [1.0]]), 0.0, 1.0))
+    mids = 0.5 * (breaks[:-1] + breaks[1:])
+    i = np.minimum(np.searchsorted(cx, mids, side="right"), len(x) - 1)
+    j = np.minimum(np.searchsorted(cy, mids, side="right"), len(y) - 1)
+    return float(np.sum(np.diff(breaks) * x[i] * y[j]))
+
+
+def reachable_range(correlation: CorrelationConstraint, marginals: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The smallest and largest correlation any coupling of these two marginals has."""
+    (x, y) = correlation.values
+    px, py = (np.asarray(p, dtype=np.float64) for p in marginals)
+    bounds = []
+    for y_order in (slice(None, None, -1), slice(None)):
+        product = quantile_product_mean(px, x, py[y_order], y[y_order])
+        bounds.append(correlation_of(np.append(moments_of(correlation, marginals, 0.0)[:4], product)))
+    return bounds[0], bounds[1]
+
+
+def unreachable_reason(correlation: CorrelationConstraint, marginals: Sequence[np.ndarray]) -> str | None:
+    """Why the marginals of the fit without correlations rule the target out, or None.
+
+    Meeting such a target would mean moving the marginals the other estimates fix (the
+    penalty on ``h`` is also met by shrinking a variance towards 0), so it is skipped.
+    A target at most :data:`UNREACHED_GAP` beyond the range is kept as a compromise.
+    """
+    low, high = reachable_range(correlation, marginals)
+    r, relation = correlation.correlation, correlation.relation
+    beyond = max(low - r if relation in ("eq", "le") else 0.0, r - high if relation in ("eq", "ge") else 0.0)
+    if beyond <= UNREACHED_GAP:
+        return None
+    return (f"correlation {relation} {r:g} is out of reach: with the marginals the other estimates give "
+            f"{correlation.names[0]!r} and {correlation.names[1]!r}, every joint has a correlation in "
+            f"[{low:.3f}, {high:.3f}]")
+
+
 def linearised_constraint(correlation: CorrelationConstraint, m0: np.ndarray | None) -> Constraint:
     """The linear pair constraint that replaces ``h`` at the moments ``m0``.
 
@@ -301,7 +343,8 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
     moments = fitted_moments(problem, fitted)
     skipped, active = [], []
     for correlation, m in zip(correlations, moments):
-        reason = constant_variable_reason(correlation, m)
+        reason = constant_variable_reason(correlation, m) or unreachable_reason(
+            correlation, [fitted.marginals[name] for name in correlation.names])
         if reason is None:
             active.append(True)
         else:

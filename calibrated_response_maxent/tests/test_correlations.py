@@ -271,3 +271,31 @@ def test_sd_is_in_correlation_units():
     assert np.isclose(c_yz.s2, 1e-3 * (base_spread(y) * base_spread(compiled.domains[2])) ** 2)
     # Four equal bins on [0, 1] under the uniform measure: the spread of a uniform on [0, 1].
     assert np.isclose(base_spread(x), np.sqrt(1 / 12))
+
+
+def test_a_correlation_the_marginals_cannot_reach_is_skipped_with_the_reachable_range():
+    # P(a) = 0.1 and P(b) = 0.9 allow at most Corr = sqrt(0.1 * 0.1 / (0.9 * 0.9)) = 0.111 (Frechet
+    # bound); fitting 0.99 anyway would shrink both variances towards 0 instead.
+    problem = {"variables": [binary("a"), binary("b")], "estimates": [
+        {"id": "p_a", "estimate_type": "probability", "probability": 0.1, "proposition": eq("a")},
+        {"id": "p_b", "estimate_type": "probability", "probability": 0.9, "proposition": eq("b")},
+        corr("c", "a", "b", 0.99), corr("d", "b", "a", -0.5, relation="ge")]}
+    _, info = DistributionBuilder(problem["variables"], problem["estimates"], backend="maxent").build(
+        target_variable="a", progress=False)
+    (skip,) = info["skipped_constraints"]
+    assert skip.startswith("c: correlation eq 0.99 is out of reach") and "[-1.000, 0.11" in skip  # 0.111 at the l2-softened marginals
+    assert [r["id"] for r in info["constraint_report"]] == ["p_a", "p_b", "d"]
+    # The marginals stay where the probability estimates put them (to the l2 compromise).
+    assert abs(info["marginals"]["a"][1] - 0.1) < 1e-3 and abs(info["marginals"]["b"][1] - 0.9) < 1e-3
+    assert all(np.all(np.isfinite(p)) for p in info["marginals"].values())
+
+
+def test_reachable_range_of_two_binaries_is_the_frechet_range():
+    compiled = compile_problem([binary("a"), binary("b")], [corr("c", "a", "b", 0.5)], MaxentConfig())
+    (c,) = compiled.correlations
+    from calibrated_response_plugins.correlations import reachable_range
+
+    low, high = reachable_range(c, [np.array([0.7, 0.3]), np.array([0.4, 0.6])])
+    # Max P(a, b) = min(0.3, 0.6), min = max(0, 0.3 + 0.6 - 1), over sqrt(0.3 0.7 0.6 0.4).
+    sd = np.sqrt(0.3 * 0.7 * 0.6 * 0.4)
+    assert np.isclose(high, (0.3 - 0.18) / sd) and np.isclose(low, (0.0 - 0.18) / sd)
