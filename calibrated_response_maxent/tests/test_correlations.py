@@ -285,8 +285,9 @@ def test_a_correlation_the_marginals_cannot_reach_is_skipped_with_the_reachable_
     (skip,) = info["skipped_constraints"]
     assert skip.startswith("c: correlation eq 0.99 is out of reach") and "[-1.000, 0.11" in skip  # 0.111 at the l2-softened marginals
     assert [r["id"] for r in info["constraint_report"]] == ["p_a", "p_b", "d"]
-    # The marginals stay where the probability estimates put them (to the l2 compromise).
-    assert abs(info["marginals"]["a"][1] - 0.1) < 1e-3 and abs(info["marginals"]["b"][1] - 0.9) < 1e-3
+    # The marginals stay where the probability estimates put them, up to the l2 term's
+    # s^2 lambda = 1e-3 * |logit(0.1)| = 0.0022.
+    assert abs(info["marginals"]["a"][1] - 0.1) < 3e-3 and abs(info["marginals"]["b"][1] - 0.9) < 3e-3
     assert all(np.all(np.isfinite(p)) for p in info["marginals"].values())
 
 
