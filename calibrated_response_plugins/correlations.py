@@ -323,6 +323,37 @@ def constant_variable_reason(correlation: CorrelationConstraint, m: np.ndarray) 
     return None
 
 
+def first_round_skips(correlations, moments, fitted: FitResult) -> tuple[list[str], list[bool]]:
+    """Skip reasons and the active mask after the fit without correlations (constant or out of reach)."""
+    skipped, active = [], []
+    for correlation, m in zip(correlations, moments):
+        reason = constant_variable_reason(correlation, m) or unreachable_reason(
+            correlation, [fitted.marginals[name] for name in correlation.names])
+        active.append(reason is None)
+        if reason is not None:
+            skipped.append(f"{correlation.id}: {reason}")
+    return skipped, active
+
+
+def report_rows(correlations, moments, active, multipliers) -> tuple[list[dict[str, Any]], list[str]]:
+    """``constraint_report`` rows of the fitted correlations, and a warning for each that misses its target."""
+    rows, warnings = [], []
+    for correlation, m, on, multiplier in zip(correlations, moments, active, multipliers):
+        if not on:
+            continue
+        row = _correlation_row(correlation, m, float(multiplier))
+        rows.append(row)
+        gap = _gap(correlation, row["fitted"])
+        if gap > UNREACHED_GAP:
+            warnings.append(
+                f"{correlation.id}: fitted correlation {row['fitted']:.3f} misses the target "
+                f"{correlation.relation} {correlation.correlation:g} by {gap:.3f}: the domain and the other "
+                "estimates do not let Corr(" + ", ".join(correlation.names) + ") reach it, or conflict with it; "
+                "the penalty keeps the fit finite"
+            )
+    return rows, warnings
+
+
 def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | None = None) -> CorrelationOutcome:
     """Fit ``problem`` through the backend ``hook``: once without correlations, or the outer loop.
 
@@ -341,15 +372,7 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
     first_seconds = time.perf_counter() - started
     first_marginals = {name: np.asarray(p, dtype=np.float64).tolist() for name, p in fitted.marginals.items()}
     moments = fitted_moments(problem, fitted)
-    skipped, active = [], []
-    for correlation, m in zip(correlations, moments):
-        reason = constant_variable_reason(correlation, m) or unreachable_reason(
-            correlation, [fitted.marginals[name] for name in correlation.names])
-        if reason is None:
-            active.append(True)
-        else:
-            active.append(False)
-            skipped.append(f"{correlation.id}: {reason}")
+    skipped, active = first_round_skips(correlations, moments, fitted)
     points = [m.copy() if on else None for m, on in zip(moments, active)]
     damping, last_change, converged, warm_rounds = 1.0, np.inf, not any(active), 0
     mixer = AndersonMixer()
@@ -368,21 +391,8 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
         rounds.append({"round": len(rounds) + 1, "max_change": change,
                        "max_abs_h": _max_abs_h(correlations, moments, active), "damping": damping, "warm": warm})
         converged = change <= tolerance
-    offset = len(problem.constraints)
-    rows, warnings = [], []
-    for j, (correlation, m, on) in enumerate(zip(correlations, moments, active)):
-        if not on:
-            continue
-        row = _correlation_row(correlation, m, float(fitted.lambdas[offset + j]))
-        rows.append(row)
-        gap = _gap(correlation, row["fitted"])
-        if gap > UNREACHED_GAP:
-            warnings.append(
-                f"{correlation.id}: fitted correlation {row['fitted']:.3f} misses the target "
-                f"{correlation.relation} {correlation.correlation:g} by {gap:.3f}: the domain and the other "
-                "estimates do not let Corr(" + ", ".join(correlation.names) + ") reach it, or conflict with it; "
-                "the penalty keeps the fit finite"
-            )
+    multipliers = fitted.lambdas[len(problem.constraints):]
+    rows, warnings = report_rows(correlations, moments, active, multipliers)
     if not converged:
         warnings.append(
             f"correlations: the successive linearisation did not settle within {max_rounds} rounds "
