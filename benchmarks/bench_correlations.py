@@ -1,13 +1,16 @@
 """Correlation estimates on the shared cases: fitted or skipped, residuals, effect on P(target), cost.
 
-    python benchmarks/bench_correlations.py [--cases DIR] [--limit N] [--smm-sample N] [--quiet]
+    python benchmarks/bench_correlations.py [--cases DIR] [--limit N] [--max-enumerated N]
+                                            [--smm-sample N] [--quiet]
 
 Each case is fitted twice with the same backend: with every estimate (the correlation
 loop) and with the correlation estimates removed (the plain fit). Reported: how many
 correlation estimates were fitted or skipped (every one must be one or the other), the
 fitted correlations' gaps to their targets, the change in P(target) the correlations
-make, the loop's rounds and its time against the plain fit. ``--smm-sample N`` repeats
-it with ``smm`` on the first N cases that have fitted correlations.
+make, the loop's rounds and its time against the plain fit. Cases where the correlations
+link components into an enumerated joint above ``--max-enumerated`` cells are set aside
+(``large``) and counted: the exact backend fits them, but each round then takes minutes.
+``--smm-sample N`` repeats it with ``smm`` on the first N cases with fitted correlations.
 
 Importable: :func:`run_case` returns one :class:`CorrelationOutcome` per case and
 :func:`summarise` the figures the script prints.
@@ -30,7 +33,7 @@ DEFAULT_CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
 
 @attrs.frozen
 class CorrelationOutcome:
-    """One case: ``status`` is ``fitted``, ``refused`` (size guard), ``none`` (no correlations) or ``error``."""
+    """One case: ``status`` is ``fitted``, ``refused`` (size guard), ``large`` (set aside), ``none`` or ``error``."""
 
     name: str
     status: str
@@ -93,12 +96,27 @@ def account(correlation_ids: list[str], info: dict) -> tuple[int, int, tuple[str
     return n_fitted, n_skipped, tuple(unaccounted)
 
 
-def run_case(path: Path, backend: str = "maxent", options: dict | None = None) -> CorrelationOutcome:
+def enumerated_with_correlations(problem) -> int:
+    """Cells the exact backend enumerates once every correlation's pair is a scope."""
+    from calibrated_response_maxent.model import build_dense_model
+
+    from calibrated_response_plugins.correlations import linearised_problem
+
+    compiled = DistributionBuilder(problem.variables, problem.estimates, backend="maxent").compile()
+    return build_dense_model(linearised_problem(compiled, [None] * len(compiled.correlations))).n_enumerated_states
+
+
+def run_case(path: Path, backend: str = "maxent", options: dict | None = None,
+             max_enumerated: int | None = None) -> CorrelationOutcome:
     """Fit one case with and without its correlation estimates."""
     problem = load_problem(path)
     correlation_ids = [e.id for e in problem.estimates if e.estimate_type == "correlation"]
     if not correlation_ids:
         return CorrelationOutcome(path.name, "none")
+    if max_enumerated is not None:
+        cells = enumerated_with_correlations(problem)
+        if cells > max_enumerated:
+            return CorrelationOutcome(path.name, "large", len(correlation_ids), message=f"{cells:,} cells")
     plain = [e for e in problem.estimates if e.estimate_type != "correlation"]
     try:
         with_info, with_seconds = timed_build(problem, problem.estimates, backend, options)
@@ -141,6 +159,7 @@ def summarise(outcomes: list[CorrelationOutcome]) -> dict:
         "cases_with_correlations": sum(o.status != "none" for o in outcomes),
         "fitted_cases": len(fitted),
         "refused": sum(o.status == "refused" for o in outcomes),
+        "large": [f"{o.name} ({o.n_correlations} correlations, {o.message})" for o in outcomes if o.status == "large"],
         "errors": [f"{o.name}: {o.message}" for o in outcomes if o.status == "error"],
         "correlations": sum(o.n_correlations for o in outcomes),
         "correlations_in_fitted_cases": sum(o.n_correlations for o in fitted),
@@ -166,7 +185,8 @@ def summarise(outcomes: list[CorrelationOutcome]) -> dict:
 def print_summary(backend: str, summary: dict) -> None:
     s = summary
     print(f"== {backend}: {s['cases_with_correlations']} of {s['cases']} cases have correlation estimates; "
-          f"{s['fitted_cases']} fitted, {s['refused']} refused by the size guard, {len(s['errors'])} errors")
+          f"{s['fitted_cases']} fitted, {s['refused']} refused by the size guard, {len(s['errors'])} errors, "
+          f"{len(s['large'])} set aside as large: {'; '.join(s['large']) or 'none'}")
     for line in s["errors"]:
         print(f"   error {line}")
     print(f"correlation estimates: {s['correlations']} in all, {s['correlations_in_fitted_cases']} in fitted cases: "
@@ -188,13 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of case JSON files")
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
+    parser.add_argument("--max-enumerated", type=int, default=1_000_000,
+                        help="set aside cases whose joint with correlations enumerates more cells")
     parser.add_argument("--smm-sample", type=int, default=0, help="also fit this many cases with smm")
     parser.add_argument("--quiet", action="store_true", help="print only the summaries")
     args = parser.parse_args(argv)
     files = sorted(Path(args.cases).glob("*.json"))[: args.limit]
     outcomes = []
     for path in files:
-        outcome = run_case(path, "maxent")
+        outcome = run_case(path, "maxent", max_enumerated=args.max_enumerated)
         outcomes.append(outcome)
         if not args.quiet and outcome.status != "none":
             print(f"{outcome.name:48s} {outcome.status:8s} corr {outcome.n_fitted}/{outcome.n_correlations} "

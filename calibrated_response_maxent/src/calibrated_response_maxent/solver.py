@@ -181,12 +181,17 @@ def dense_component_covariance(
     covariance[np.ix_(rows, rows)] = (centred * state.probabilities.reshape(1, -1)) @ centred.T
 
 
+def dense_covariance_fits(component: Component) -> bool:
+    """Whether the component's features laid out on its joint fit :data:`DENSE_COVARIANCE_CELLS`."""
+    n_rows = sum(len(group.constraint_indices) for group in component.groups)
+    return n_rows * component.n_states <= DENSE_COVARIANCE_CELLS
+
+
 def feature_covariance(model: DenseModel, point: DualPoint) -> np.ndarray:
     """``Cov(g)`` under the model; block diagonal, as components are independent."""
     covariance = np.zeros((model.n_constraints, model.n_constraints), dtype=np.float64)
     for component, state in zip(model.components, point.components):
-        n_rows = sum(len(group.constraint_indices) for group in component.groups)
-        if n_rows and n_rows * component.n_states <= DENSE_COVARIANCE_CELLS:
+        if component.groups and dense_covariance_fits(component):
             dense_component_covariance(component, state, point.feature_means, covariance)
         else:
             component_covariance(component, state, point.feature_means, covariance)
@@ -327,9 +332,11 @@ def solve_dual(
     if model.n_constraints == 0:
         return evaluate_dual(model, np.zeros(0)), history, {"lbfgsb_iterations": 0, "newton_steps": 0}
     warm_steps = 0
-    if initial is not None:
+    if initial is not None and all(dense_covariance_fits(component) for component in model.components):
         # A warm start is usually next to the optimum, where Newton converges in a few
         # steps; L-BFGS-B would first spend iterations rebuilding its curvature memory.
+        # On components too large for the dense Hessian product, one Hessian costs more
+        # than those iterations.
         point, warm_steps = polish(model, evaluate_dual(model, clip_to_bounds(model, initial)), config, history)
         if projected_gradient_norm(model, point) <= config.gtol:
             return point, history, {"lbfgsb_iterations": 0, "newton_steps": warm_steps}
