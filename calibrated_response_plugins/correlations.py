@@ -38,6 +38,8 @@ from calibrated_response_plugins.constraints import (
 MIN_VARIANCE = 1e-12
 #: |fitted - target| correlation gap above which the fit says the target was not reached.
 UNREACHED_GAP = 0.05
+#: a round whose change exceeds the last one's by this factor counts as an overshoot.
+OVERSHOOT = 1.2
 #: the damping factor never drops below this.
 MIN_DAMPING = 1.0 / 16.0
 DEFAULT_ROUNDS = 30
@@ -383,9 +385,11 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
         warm_rounds += int(warm)
         moments = fitted_moments(problem, fitted)
         change = max(float(np.max(np.abs(m - p))) for m, p, on in zip(moments, points, active) if on)
-        if change > last_change:  # the iteration overshoots: move the linearisation point less
+        if change > OVERSHOOT * last_change:  # the iteration overshoots: move the linearisation point less
             damping = max(0.5 * damping, MIN_DAMPING)
             mixer.reset()
+        elif change < last_change:  # back on track: let the step grow again
+            damping = min(2.0 * damping, 1.0)
         last_change = change
         points = next_points(mixer, correlations, points, moments, active, damping)
         rounds.append({"round": len(rounds) + 1, "max_change": change,
