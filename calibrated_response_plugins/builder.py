@@ -14,6 +14,7 @@ from calibrated_response_plugins.auto import AUTO, choose_backend, core_config
 from calibrated_response_plugins.compiler import compile_problem, make_domains
 from calibrated_response_plugins.conflicts import conflict_warnings
 from calibrated_response_plugins.constraints import ConstraintSet, FitResult
+from calibrated_response_plugins.correlations import fit_problem
 from calibrated_response_plugins.distribution import HistogramDistribution
 from calibrated_response_plugins.models import coerce_estimates, coerce_variables
 from calibrated_response_plugins.registry import load_backend
@@ -97,6 +98,17 @@ def _tqdm_progress(description: str) -> tuple[Callable[[int, int, dict], None], 
     return update, bar.close
 
 
+def add_correlation_info(info: dict[str, Any], outcome) -> None:
+    """Merge the correlation loop's skips, warnings, report rows and facts into ``info``."""
+    if not outcome.info and not outcome.skipped:
+        return
+    info["skipped_constraints"].extend(outcome.skipped)
+    info["warnings"].extend(outcome.warnings)
+    info["constraint_report"].extend(outcome.report_rows)
+    info["correlations"] = outcome.info
+    info["converged"] = bool(info["converged"] and outcome.info.get("converged", True))
+
+
 class DistributionBuilder:
     """Fit the maximum-entropy joint that honours the estimates; return histogram marginals.
 
@@ -151,12 +163,12 @@ class DistributionBuilder:
         start = time.perf_counter()
         constraints = self.compile()
         hook = self._plugins.hook
-        model = hook.compile_constraints(problem=constraints, config=self.config)
         callback, close = _tqdm_progress(f"{self.backend} fit") if progress else (None, lambda: None)
         try:
-            fitted = hook.fit(model=model, config=self.config, progress=callback)
+            outcome = fit_problem(hook, constraints, self.config, callback)
         finally:
             close()
+        fitted = outcome.fitted
         raw_marginals = hook.marginals(fitted=fitted)
         runtime = time.perf_counter() - start
         marginals = {
@@ -188,6 +200,7 @@ class DistributionBuilder:
             "diagnostics": fitted.diagnostics,
             "variable_names": self.variable_names,
         }
+        add_correlation_info(info, outcome)
         return self._histogram(info, target), info
 
     @staticmethod

@@ -19,6 +19,7 @@ from calibrated_response_plugins.constraints import Constraint, ConstraintSet, D
 from calibrated_response_plugins.models import (
     ConditionalExpectationEstimate,
     ConditionalProbabilityEstimate,
+    CorrelationEstimate,
     EqualityProposition,
     ExpectationEstimate,
     InequalityProposition,
@@ -357,10 +358,54 @@ def compile_problem(variables: Sequence[Any], estimates: Sequence[Any], config: 
     supported = getattr(config, "supported_arity", None)
     compiler = _Compiler(domains, config.max_arity, config.l2_regularization,
                          None if supported is None else (type(config).__name__, int(supported)))
-    constraints, skipped = [], []
+    constraints, skipped, correlations = [], [], []
     for estimate in estimates:
         try:
-            constraints.append(compiler.compile(estimate))
+            if isinstance(estimate, CorrelationEstimate):
+                correlations.append((len(skipped), compile_correlation(compiler, estimate)))
+            else:
+                constraints.append(compiler.compile(estimate))
         except SkipEstimate as reason:
             skipped.append(f"{estimate.id}: {reason}")
-    return ConstraintSet(domains, constraints, skipped, compiler.warnings)
+    kept = drop_pinned_correlations(compiler, constraints, correlations, skipped)
+    return ConstraintSet(domains, constraints, skipped, compiler.warnings, kept)
+
+
+# --------------------------------------------------------------------------- correlations
+
+
+def compile_correlation(compiler: _Compiler, estimate: CorrelationEstimate):
+    """A :class:`~calibrated_response_plugins.correlations.CorrelationConstraint`, or a skip."""
+    from calibrated_response_plugins.correlations import CorrelationConstraint, correlation_s2, rescaled_values
+
+    if estimate.variable_a == estimate.variable_b:
+        raise SkipEstimate(f"a correlation of variable {estimate.variable_a!r} with itself is always 1")
+    domains = [compiler.domain(estimate.variable_a), compiler.domain(estimate.variable_b)]
+    scope = compiler.scope_of([estimate.variable_a, estimate.variable_b])
+    domains.sort(key=lambda d: compiler.index[d.name])
+    tables = [rescaled_values(d) for d in domains]
+    return CorrelationConstraint(
+        id=estimate.id, relation=estimate.relation, scope=scope, names=[d.name for d in domains],
+        correlation=estimate.correlation, s2=correlation_s2(estimate.sd, compiler.l2, domains),
+        values=[t[0] for t in tables], within=[t[1] for t in tables],
+    )
+
+
+def drop_pinned_correlations(compiler: _Compiler, constraints, correlations, skipped: list[str]) -> list:
+    """Skip correlations on a variable the probability estimates make constant; keep the rest.
+
+    ``correlations`` holds ``(number of skips before it, constraint)`` so a skip is
+    inserted at its estimate's place and ``skipped`` stays in input order.
+    """
+    from calibrated_response_plugins.correlations import pinned_reason
+
+    kept, inserted = [], 0
+    for position, correlation in correlations:
+        reasons = [pinned_reason(constraints, compiler.domains[i], i) for i in correlation.scope]
+        reason = next((r for r in reasons if r is not None), None)
+        if reason is None:
+            kept.append(correlation)
+        else:
+            skipped.insert(position + inserted, f"{correlation.id}: {reason}")
+            inserted += 1
+    return kept

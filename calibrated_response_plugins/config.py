@@ -99,6 +99,10 @@ class CoreConfig:
         holds it to ``[MIN_S2, MAX_S2]`` (docs/limits.md), so 0 means "as exact as the
         solver can".
     :param seed: random seed for stochastic backends, in ``[0, 2**64 - 1]``.
+    :param correlation_rounds: most rounds of the correlation loop (the first is the
+        fit without correlations).
+    :param correlation_tolerance: the loop stops when no correlation's pair moments
+        (variables rescaled to [0, 1]) move more than this between two rounds.
 
     A backend whose engine fits scopes of at most ``n`` variables says so by setting
     the class attribute ``supported_arity = n`` on its config class; the compiler
@@ -112,6 +116,8 @@ class CoreConfig:
     max_arity: int = attrs.field(default=3, validator=positive_int)
     l2_regularization: float = attrs.field(default=1e-3, validator=finite_non_negative)
     seed: int = attrs.field(default=0, validator=[non_negative_int, int_at_most(MAX_SEED)])
+    correlation_rounds: int = attrs.field(default=30, validator=positive_int)
+    correlation_tolerance: float = attrs.field(default=1e-6, validator=finite_positive)
 
 
 def config_from_options(cls: type[ConfigT], options: Mapping[str, Any] | ConfigT | None) -> ConfigT:

@@ -128,12 +128,19 @@ class Constraint:
 
 @attrs.frozen(eq=False)
 class ConstraintSet:
-    """Domains, constraints and what the compiler skipped or warned about."""
+    """Domains, constraints and what the compiler skipped or warned about.
+
+    ``correlations`` are the compiled correlation estimates
+    (:class:`~calibrated_response_plugins.correlations.CorrelationConstraint`), the one
+    nonlinear kind: backends never see them, the core's outer loop replaces each by a
+    linear pair constraint appended after ``constraints`` (see ``correlations.py``).
+    """
 
     domains: tuple[Domain, ...] = attrs.field(converter=tuple)
     constraints: tuple[Constraint, ...] = attrs.field(converter=tuple)
     skipped: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
     warnings: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
+    correlations: tuple[Any, ...] = attrs.field(converter=tuple, factory=tuple)
 
     @constraints.validator
     def _check_constraints(self, attribute, value):

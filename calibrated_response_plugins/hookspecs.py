@@ -62,6 +62,25 @@ def fit(model: Any, config: CoreConfig, progress: Progress | None) -> FitResult:
 
 
 @hookspec(firstresult=True)
+def refit(fitted: FitResult, model: Any, config: CoreConfig, progress: Callable[[int, int, dict], None] | None) -> FitResult | None:
+    """Fit ``model`` warm-started from ``fitted``; return a ``FitResult``, or None to decline.
+
+    ``model`` is what ``compile_constraints`` returned for a problem with the same
+    domains and the same constraint scopes and relations, in the same order, as the
+    one ``fitted`` came from; only feature tables and targets differ (the core's
+    correlation loop refits that way each round). A backend starts from the earlier
+    multipliers (and chains, messages, ...) instead of from zero. Returning None,
+    or implementing no ``refit`` at all, makes the core call ``fit`` instead.
+    Stops at first non-None result.
+
+    :param fitted: what ``fit`` or ``refit`` returned for the earlier problem.
+    :param model: what ``compile_constraints`` returned for the new problem.
+    :param config: the backend config.
+    :param progress: as for ``fit``.
+    """
+
+
+@hookspec(firstresult=True)
 def marginals(fitted: FitResult) -> dict[str, np.ndarray]:
     """Return ``{variable name: state probabilities}`` for a fitted result.
 

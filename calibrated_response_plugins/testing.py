@@ -21,21 +21,25 @@ Subclass :class:`BackendConformance` in a backend's test suite::
                                    # expectations in units of their variable's span
 
 The kit fits a small shipped problem (three variables, every estimate kind,
-two estimates that must be skipped) and checks normalised outputs, the info
-keys, deterministic skips, same seed same result, agreement with the exact
-maximum-entropy answer (:func:`exact_fit`), and clear errors for bad input.
+one estimate that must be skipped, a correlation) and checks normalised
+outputs, the info keys, deterministic skips, same seed same result, agreement
+with the exact maximum-entropy answer (:func:`exact_fit`; the correlation's
+fitted value against the exact ``maxent`` backend), the ``refit`` warm start,
+and clear errors for bad input.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pytest
 
 from calibrated_response_plugins.builder import DistributionBuilder, constraint_report
+from calibrated_response_plugins.registry import ENTRY_POINT_GROUP
 from calibrated_response_plugins.config import CoreConfig, config_from_options
 from calibrated_response_plugins.constraints import Constraint, ConstraintSet, Domain, FitResult
 from calibrated_response_plugins.hookspecs import hookimpl
@@ -82,7 +86,6 @@ CONFORMANCE_PROBLEM: dict[str, Any] = {
     ],
 }
 EXPECTED_SKIPS = [
-    "corr: estimate_type 'correlation' is not supported by the moment compiler",
     "impossible: event 'temperature > 50' is impossible on 'temperature' on [0, 40]",
 ]
 
@@ -238,6 +241,16 @@ def max_marginal_error(marginals: Mapping[str, Any], reference: Mapping[str, Any
 
 # -- the conformance kit ---------------------------------------------------------------
 
+#: the conformance problem with other numbers (so other targets and conditional features), same scopes.
+WARM_START_PROBLEM: dict[str, Any] = copy.deepcopy(CONFORMANCE_PROBLEM)
+WARM_START_PROBLEM["estimates"][0]["probability"] = 0.45
+WARM_START_PROBLEM["estimates"][2]["probability"] = 0.5
+WARM_START_PROBLEM["estimates"][4]["expected_value"] = 19.0
+
+
+def maxent_installed() -> bool:
+    return any(ep.name == "maxent" for ep in entry_points(group=ENTRY_POINT_GROUP))
+
 
 class BackendConformance:
     """Checks any backend must pass; set the class attributes in a subclass."""
@@ -249,6 +262,9 @@ class BackendConformance:
     #: largest |scaled_residual - scaled_residual_maxent| per constraint (probabilities as they
     #: are, expectations divided by their variable's span).
     residual_tolerance: ClassVar[float] = 0.02
+    #: largest gap, in P(target) and each scaled residual, between a ``refit`` from a warm
+    #: start and a fresh fit of the same problem (None: ``tolerance`` / ``residual_tolerance``).
+    warm_start_tolerance: ClassVar[float | None] = None
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -285,7 +301,8 @@ class BackendConformance:
         assert info["backend"] == self.backend
         assert info["n_variables"] == 3 and info["n_estimates"] == 8
         assert [row["id"] for row in info["constraint_report"]] == [
-            "p_rain", "e_temp", "p_fest_rain", "p_fest_warm", "e_temp_rain", "p_hot_cap"]
+            "p_rain", "e_temp", "p_fest_rain", "p_fest_warm", "e_temp_rain", "p_hot_cap", "corr"]
+        assert info["correlations"]["converged"] and info["correlations"]["rounds"] >= 2
         for row in info["constraint_report"]:
             for key in REPORT_KEYS:
                 assert key in row, key
@@ -301,9 +318,12 @@ class BackendConformance:
         for name, probabilities in info["marginals"].items():
             np.testing.assert_array_equal(probabilities, again["marginals"][name])
 
-    def test_agrees_with_maxent(self, built):
-        """Against the exact maximum-entropy answer by enumeration (:func:`exact_fit`), not a backend."""
-        builder, _, info = built
+    def test_agrees_with_the_exact_answer(self):
+        """The problem without its correlation against enumeration (:func:`exact_fit`), not a backend."""
+        linear = copy.deepcopy(CONFORMANCE_PROBLEM)
+        linear["estimates"] = [e for e in linear["estimates"] if e["estimate_type"] != "correlation"]
+        builder = self.make_builder(linear)
+        _, info = builder.build(target_variable="festival", progress=False)
         constraints = builder.compile()
         fitted = exact_fit_result(constraints)
         exact = {"marginals": fitted.marginals, "constraint_report": constraint_report(constraints, fitted)}
@@ -311,6 +331,44 @@ class BackendConformance:
         for row, exact_row in zip(info["constraint_report"], exact["constraint_report"]):
             gap = abs(row["scaled_residual"] - exact_row["scaled_residual"])
             assert gap <= self.residual_tolerance, (row["id"], gap)
+
+    def test_correlation_loop_agrees_with_maxent(self, built):
+        """With the correlation, against the exact backend's fixed point (maxent's own loop is
+        checked against a direct constrained maximisation in the core's correlation tests)."""
+        if self.backend == "maxent":
+            pytest.skip("maxent is the reference here")
+        if not maxent_installed():
+            pytest.skip("the maxent backend is not installed")
+        _, _, info = built
+        reference = DistributionBuilder(CONFORMANCE_PROBLEM["variables"], CONFORMANCE_PROBLEM["estimates"],
+                                        backend="maxent")
+        _, exact = reference.build(target_variable="festival", progress=False)
+        assert abs(info["marginals"]["festival"][1] - exact["marginals"]["festival"][1]) <= self.tolerance
+        for row, exact_row in zip(info["constraint_report"], exact["constraint_report"]):
+            gap = abs(row["scaled_residual"] - exact_row["scaled_residual"])
+            assert gap <= self.residual_tolerance, (row["id"], gap)
+
+    def test_refit_from_a_warm_start_matches_a_fresh_fit(self):
+        """``refit`` from a fit of other targets on the same scopes gives the fresh fit's answer."""
+        builder = self.make_builder()
+        hook = builder._plugins.hook
+        before = builder.compile()
+        after = self.make_builder(WARM_START_PROBLEM).compile()
+        assert [c.scope for c in before.constraints] == [c.scope for c in after.constraints]
+        previous = hook.fit(model=hook.compile_constraints(problem=before, config=builder.config),
+                            config=builder.config, progress=None)
+        model = hook.compile_constraints(problem=after, config=builder.config)
+        warm = hook.refit(fitted=previous, model=model, config=builder.config, progress=None)
+        assert warm is not None, f"backend {self.backend!r} does not implement the refit warm start"
+        fresh = hook.fit(model=hook.compile_constraints(problem=after, config=builder.config),
+                         config=builder.config, progress=None)
+        tolerance = self.tolerance if self.warm_start_tolerance is None else self.warm_start_tolerance
+        residual_tolerance = self.residual_tolerance if self.warm_start_tolerance is None else tolerance
+        gap = abs(warm.marginals["festival"][1] - fresh.marginals["festival"][1])
+        assert gap <= tolerance, gap
+        warm_rows, fresh_rows = constraint_report(after, warm), constraint_report(after, fresh)
+        for row, fresh_row in zip(warm_rows, fresh_rows):
+            assert abs(row["scaled_residual"] - fresh_row["scaled_residual"]) <= residual_tolerance, row["id"]
 
     def test_unknown_target_names_the_variables(self):
         with pytest.raises(ValueError, match="festival"):

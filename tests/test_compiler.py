@@ -183,8 +183,8 @@ def test_rare_event_mean_is_kept_with_a_warning():
     (cexpect("x", [gt("x", 2)], 1.0),
      "e: expected value 1 lies outside the range [2, 4] that 'x' on [0, 4] can take here"),
     (cprob(eq("rain"), [eq("wind"), gt("x", 2)], 0.5), "e: mentions 3 variables, more than max_arity=2"),
-    ({"id": "e", "estimate_type": "correlation", "variable_a": "x", "variable_b": "rain", "correlation": 0.3},
-     "e: estimate_type 'correlation' is not supported by the moment compiler"),
+    ({"id": "e", "estimate_type": "correlation", "variable_a": "x", "variable_b": "x", "correlation": 0.3},
+     "e: a correlation of variable 'x' with itself is always 1"),
     ({"id": "e", "estimate_type": "equation", "lhs": "x", "rhs": "2*rain"},
      "e: estimate_type 'equation' is not supported by the moment compiler"),
 ])

@@ -29,7 +29,8 @@ def test_every_shared_case_loads_round_trips_and_compiles(shared_cases):
         again = problem_from_dict(json.loads(json.dumps(problem_to_dict(problem))))
         assert again == problem, path.name
         compiled = compile_problem(problem.variables, problem.estimates)
-        assert len(compiled.constraints) + len(compiled.skipped) == len(problem.estimates), path.name
+        accounted = len(compiled.constraints) + len(compiled.correlations) + len(compiled.skipped)
+        assert accounted == len(problem.estimates), path.name
 
 
 def test_estimates_without_relation_sd_n_get_defaults():

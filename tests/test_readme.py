@@ -47,7 +47,7 @@ def test_quickstart_example_fits_and_plots(tmp_path, capsys):
     fit_args[fit_args.index("--plot") + 1] = str(plot)
     assert main([*fit_args[:1], str(REPO / fit_args[1]), *fit_args[2:], "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "P(true) =" in out and "constraints (9 fitted)" in out
+    assert "P(true) =" in out and "constraints (10 fitted)" in out  # 9 linear estimates and a correlation
     assert plot.stat().st_size > 10_000
 
 

@@ -39,6 +39,18 @@ def fit(model, config: MaxentConfig, progress):
 
 
 @hookimpl
+def refit(fitted, model, config: MaxentConfig, progress):
+    """Solve the dual of ``model`` with L-BFGS-B started at ``fitted``'s multipliers."""
+    import numpy as np
+
+    from calibrated_response_maxent.solver import fit_dense_model
+
+    if np.shape(fitted.lambdas) != (model.n_constraints,):
+        return None  # not the same constraints: a fresh fit
+    return fit_dense_model(model, config, progress, initial_lambdas=fitted.lambdas)
+
+
+@hookimpl
 def marginals(fitted) -> dict[str, Any]:
     """Per-variable state probabilities of a fitted result."""
     return fitted.marginals

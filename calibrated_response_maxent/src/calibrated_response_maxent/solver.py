@@ -149,11 +149,42 @@ def component_covariance(
             covariance[np.ix_(columns, rows)] = block.T
 
 
+#: largest (constraints x joint cells) of a component whose covariance is one dense product.
+DENSE_COVARIANCE_CELLS = 20_000_000
+
+
+def dense_component_covariance(
+    component: Component, state: ComponentState, feature_means: np.ndarray, covariance: np.ndarray
+) -> None:
+    """:func:`component_covariance` as one product of the features laid out on the joint.
+
+    On small components the per-pair ``einsum`` calls cost more in planning than in
+    arithmetic; this costs ``K x cells`` memory instead.
+    """
+    rows = np.concatenate([group.constraint_indices for group in component.groups])
+    features = np.concatenate([
+        np.broadcast_to(group.features.reshape((-1,) + group.broadcast_shape), (len(group.constraint_indices),) + component.shape)
+        .reshape(len(group.constraint_indices), -1)
+        for group in component.groups
+    ])
+    centred = features - feature_means[rows][:, None]
+    covariance[np.ix_(rows, rows)] = (centred * state.probabilities.reshape(1, -1)) @ centred.T
+
+
+def dense_covariance_fits(component: Component) -> bool:
+    """Whether the component's features laid out on its joint fit :data:`DENSE_COVARIANCE_CELLS`."""
+    n_rows = sum(len(group.constraint_indices) for group in component.groups)
+    return n_rows * component.n_states <= DENSE_COVARIANCE_CELLS
+
+
 def feature_covariance(model: DenseModel, point: DualPoint) -> np.ndarray:
     """``Cov(g)`` under the model; block diagonal, as components are independent."""
     covariance = np.zeros((model.n_constraints, model.n_constraints), dtype=np.float64)
     for component, state in zip(model.components, point.components):
-        component_covariance(component, state, point.feature_means, covariance)
+        if component.groups and dense_covariance_fits(component):
+            dense_component_covariance(component, state, point.feature_means, covariance)
+        else:
+            component_covariance(component, state, point.feature_means, covariance)
     return covariance
 
 
@@ -218,9 +249,10 @@ def record(history: dict[str, list], model: DenseModel, point: DualPoint, stage:
 
 
 def run_lbfgsb(
-    model: DenseModel, config: MaxentConfig, progress: Progress | None, history: dict[str, list]
+    model: DenseModel, config: MaxentConfig, progress: Progress | None, history: dict[str, list],
+    initial: np.ndarray | None = None,
 ) -> tuple[DualPoint, dict]:
-    """Minimise the dual with L-BFGS-B from ``lambda = 0``; return the final point and solver facts."""
+    """Minimise the dual with L-BFGS-B from ``initial`` (None: ``lambda = 0``); return the final point and facts."""
     last: dict[str, DualPoint] = {}
 
     def objective_and_gradient(lambdas):
@@ -244,7 +276,7 @@ def run_lbfgsb(
 
     result = minimize(
         objective_and_gradient,
-        np.zeros(model.n_constraints),
+        np.zeros(model.n_constraints) if initial is None else clip_to_bounds(model, initial),
         jac=True,
         method="L-BFGS-B",
         bounds=list(zip(model.lower_bounds, model.upper_bounds)),
@@ -288,24 +320,44 @@ def variable_marginals(model: DenseModel, point: DualPoint) -> dict[str, np.ndar
 
 
 def solve_dual(
-    model: DenseModel, config: MaxentConfig, progress: Progress | None = None
+    model: DenseModel, config: MaxentConfig, progress: Progress | None = None,
+    initial: np.ndarray | None = None,
 ) -> tuple[DualPoint, dict[str, list], dict]:
-    """L-BFGS-B then, if needed, Newton polish; return the optimum, history and solver facts."""
+    """L-BFGS-B from ``initial`` then, if needed, Newton polish; return the optimum, history and solver facts."""
     history: dict[str, list] = {"objective": [], "projected_gradient": [], "stage": []}
     if model.n_constraints == 0:
         return evaluate_dual(model, np.zeros(0)), history, {"lbfgsb_iterations": 0, "newton_steps": 0}
-    point, facts = run_lbfgsb(model, config, progress, history)
+    warm_steps = 0
+    if initial is not None and all(dense_covariance_fits(component) for component in model.components):
+        # A warm start is usually next to the optimum, where Newton converges in a few
+        # steps; L-BFGS-B would first spend iterations rebuilding its curvature memory.
+        # On components too large for the dense Hessian product, one Hessian costs more
+        # than those iterations.
+        point, warm_steps = polish(model, evaluate_dual(model, clip_to_bounds(model, initial)), config, history)
+        if projected_gradient_norm(model, point) <= config.gtol:
+            return point, history, {"lbfgsb_iterations": 0, "newton_steps": warm_steps}
+        initial = point.lambdas
+    point, facts = run_lbfgsb(model, config, progress, history, initial)
     point, facts["newton_steps"] = polish(model, point, config, history)
+    facts["newton_steps"] += warm_steps
     return point, history, facts
 
 
-def fit_dense_model(model: DenseModel, config: MaxentConfig, progress: Progress | None = None) -> FitResult:
-    """Fit ``model`` exactly and package the result as a :class:`FitResult`."""
+def fit_dense_model(
+    model: DenseModel, config: MaxentConfig, progress: Progress | None = None,
+    initial_lambdas: np.ndarray | None = None,
+) -> FitResult:
+    """Fit ``model`` exactly, L-BFGS-B starting at ``initial_lambdas`` (None: 0); return a :class:`FitResult`."""
     started = time.perf_counter()
+    if initial_lambdas is not None and np.shape(initial_lambdas) != (model.n_constraints,):
+        raise ValueError(
+            f"maxent: initial_lambdas has shape {np.shape(initial_lambdas)}, the model has "
+            f"{model.n_constraints} constraints"
+        )
     # The BLAS work here is on K x K matrices (K = tens of constraints): extra BLAS threads
     # only spin, and on a busy machine they slow L-BFGS-B's small calls several-fold.
     with threadpool_limits(limits=1, user_api="blas"):
-        point, history, facts = solve_dual(model, config, progress)
+        point, history, facts = solve_dual(model, config, progress, initial_lambdas)
     gradient_norm = projected_gradient_norm(model, point)
     converged = bool(np.isfinite(gradient_norm) and gradient_norm <= config.gtol)
     iterations = facts["lbfgsb_iterations"] + facts["newton_steps"]

@@ -96,12 +96,26 @@ class BetheDual:
         return float(dual), grad
 
 
+def can_warm_start(model: PgmaxModel, previous: FitResult) -> bool:
+    """Whether ``previous``'s multipliers and BP messages fit ``model`` (same constraint count and messages)."""
+    state = previous.state
+    if not isinstance(state, dict) or "ftov_msgs" not in state or not model.problem.constraints:
+        return False
+    n_msgs = np.shape(np.asarray(model.graph.initial_arrays.ftov_msgs))
+    return np.shape(previous.lambdas) == (len(model.problem.constraints),) and np.shape(state["ftov_msgs"]) == n_msgs
+
+
 def fit_model(
     model: PgmaxModel,
     config: PgmaxConfig,
     progress: Callable[[int, int, dict], None] | None = None,
+    warm_start: FitResult | None = None,
 ) -> FitResult:
-    """Minimise the Bethe dual with L-BFGS-B on BP moments; return the core FitResult."""
+    """Minimise the Bethe dual with L-BFGS-B on BP moments; return the core FitResult.
+
+    ``warm_start``: an earlier result on the same layout (see :func:`can_warm_start`);
+    L-BFGS-B starts at its multipliers and BP at its messages.
+    """
     import jax
     import jax.numpy as jnp
     from scipy.optimize import minimize
@@ -116,9 +130,10 @@ def fit_model(
     history: dict[str, list] = {"iteration": [], "dual": [], "max_residual": [], "bp_delta": [], "bp_sweeps": []}
     with jax.enable_x64(True):
         statics = engine.make_statics(layout, graph, problem)
+        start_msgs = graph.initial_arrays.ftov_msgs if warm_start is None else warm_start.state["ftov_msgs"]
         dual = BetheDual(
             engine.build_evaluate(graph, statics, layout, config),
-            jnp.asarray(np.asarray(graph.initial_arrays.ftov_msgs), dtype=jnp.float64),
+            jnp.asarray(np.asarray(start_msgs), dtype=jnp.float64),
             config,
         )
 
@@ -134,7 +149,8 @@ def fit_model(
                 progress(len(history["iteration"]), config.max_iterations,
                          {"max_residual": residual, "bp_delta": dual.last["bp_delta"]})
 
-        lambdas, n_iterations, n_evaluations = np.zeros(len(problem.constraints)), 0, 0
+        lambdas = np.zeros(len(problem.constraints)) if warm_start is None else np.array(warm_start.lambdas)
+        n_iterations, n_evaluations = 0, 0
         for _ in range(1 + config.restarts):
             solution = minimize(
                 dual, lambdas, jac=True, method="L-BFGS-B", bounds=problem.lambda_bounds(), callback=record,

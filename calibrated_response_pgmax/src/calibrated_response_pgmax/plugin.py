@@ -33,6 +33,16 @@ def fit(model, config, progress):
 
 
 @hookimpl
+def refit(fitted, model, config, progress):
+    """Fit from ``fitted``'s multipliers and BP messages when they fit the model; else decline (None)."""
+    from calibrated_response_pgmax.model import can_warm_start, fit_model
+
+    if not can_warm_start(model, fitted):
+        return None
+    return fit_model(model, config, progress, warm_start=fitted)
+
+
+@hookimpl
 def marginals(fitted) -> dict[str, Any]:
     """Variable marginals (Bethe approximation) of a fitted result."""
     return dict(fitted.marginals)

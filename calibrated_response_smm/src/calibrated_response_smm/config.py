@@ -121,6 +121,9 @@ class SMMConfig(CoreConfig):
         :func:`calibrated_response_smm.use_cpu_cores` before its first compile. That
         sets JAX's CPU device count for the whole process, so it is off by default;
         it has no effect once JAX has started or when the count was chosen already.
+    :param correlation_rounds: as in the core config (fewer by default: each round is a
+        full stochastic fit, warm-started from the last one's chains and multipliers).
+    :param correlation_tolerance: as in the core config, at the chains' noise level.
 
     ``supported_arity`` (3): the sweep's factor layout has pairwise and triple slots,
     so the compiler skips wider scopes with a reason.
@@ -159,6 +162,10 @@ class SMMConfig(CoreConfig):
     checkpoint_every: int = attrs.field(default=10, validator=positive_int)
     checkpoint_keep: int = attrs.field(default=2, validator=positive_int)
     one_device_per_core: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    # The chains' moments move by Monte Carlo noise (~1e-3) from round to round, so the
+    # correlation loop stops at that scale rather than at the exact backends' 1e-6.
+    correlation_rounds: int = attrs.field(default=12, validator=positive_int)
+    correlation_tolerance: float = attrs.field(default=2e-3, validator=finite_positive)
 
     def __attrs_post_init__(self):
         # A chunk longer than the search would run iterations nobody asked for as one

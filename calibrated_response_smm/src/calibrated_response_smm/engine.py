@@ -12,7 +12,7 @@ from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from .adapters import AdaptedProblem, constraint_means, graph_from_constraints
 from .certificate import Certificate, Doubt, doubt_warning
 from .config import SMMConfig
-from .training import SMMModel, fit_model
+from .training import SMMFit, SMMModel, fit_model
 
 
 @attrs.frozen(eq=False)
@@ -32,8 +32,22 @@ def compile_model(constraints: ConstraintSet, config: SMMConfig) -> CompiledMode
     return CompiledModel(problem, model, time.perf_counter() - started)
 
 
-def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable | None = None) -> FitResult:
-    """Fit, then report multipliers, ``E[g]``, report-table means and marginals."""
+def can_warm_start(compiled: CompiledModel, previous: FitResult) -> bool:
+    """Whether ``previous``'s chains and multipliers fit ``compiled`` (same layout and constraint count)."""
+    fit = previous.state
+    if not isinstance(fit, SMMFit) or fit.state is None or not compiled.problem.constraints.constraints:
+        return False
+    same_layout = tuple(fit.diagnostics.get("padded_shape", ())) == tuple(compiled.model.layout.shape)
+    return same_layout and np.shape(previous.lambdas) == (len(compiled.problem.constraints.constraints),)
+
+
+def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable | None = None,
+                 warm_start: FitResult | None = None) -> FitResult:
+    """Fit, then report multipliers, ``E[g]``, report-table means and marginals.
+
+    ``warm_start``: an earlier result (see :func:`can_warm_start`) whose chains and
+    multipliers the search starts from.
+    """
     problem = compiled.problem
     constraints = problem.constraints
     if not constraints.constraints:
@@ -43,7 +57,8 @@ def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable 
             lambdas=np.zeros(0), feature_means=np.zeros(0), report_means=np.zeros((0, 2)), marginals=marginals,
             converged=True, n_iterations=0, n_factors=0, history={}, diagnostics={"backend": "smm"},
         )
-    fit = fit_model(compiled.model, config, progress=progress)
+    initial = warm_start.state.state if warm_start is not None else None
+    fit = fit_model(compiled.model, config, progress=progress, initial_state=initial)
     feature_means, report_means = constraint_means(problem, fit.table_moments)
     lambdas = np.asarray(fit.params, dtype=np.float64)
     residuals = constraints.targets - feature_means - constraints.s2 * lambdas

@@ -46,6 +46,16 @@ def fit(model, config: SMMConfig, progress):
 
 
 @hookimpl
+def refit(fitted, model, config: SMMConfig, progress):
+    """Fit from ``fitted``'s chains and multipliers when the layout matches; else decline (None)."""
+    from calibrated_response_smm.engine import can_warm_start, fit_compiled
+
+    if not can_warm_start(model, fitted):
+        return None
+    return fit_compiled(model, config, progress, warm_start=fitted)
+
+
+@hookimpl
 def marginals(fitted) -> dict[str, Any]:
     """Per-variable state probabilities of a fitted result."""
     return fitted.marginals

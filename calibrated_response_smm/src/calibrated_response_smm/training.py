@@ -569,11 +569,14 @@ def fit_model(
     config: SMMConfig,
     progress: Callable[[int, int, dict], None] | None = None,
     rng=None,
+    initial_state: TrainState | None = None,
 ) -> SMMFit:
     """Run the full schedule: search until converged, average, estimate (see module doc).
 
     Every phase runs the same compiled chunk: the averaging phase with a decaying
     step, the burn-in and final estimate with step 0 at the averaged parameters.
+    ``initial_state`` (an earlier fit's ``state``, same layout) warm-starts the search:
+    its chains, multipliers and random stream position replace the uniform start.
     """
     started = time.perf_counter()
     plan, objective, _ = model.program
@@ -593,6 +596,8 @@ def fit_model(
     )
     seed = _seed(config.seed if rng is None else rng)
     state = init_state(static, plan, objective, config.num_chains, seed)
+    if initial_state is not None:  # copies: run_chunk donates its input, the earlier fit keeps its own
+        state = state._replace(**{k: getattr(initial_state, k).copy() for k in ("x", "params", "seed", "counter")})
     history = {k: [] for k in ("iteration", "max_error", "mean_error", "acceptance", "runtime", "averaging")}
     chunk = config.chunk_size
     sweeps_per_chunk = chunk * config.mcmc_steps_per_iteration

@@ -88,8 +88,8 @@ def test_le_relation_bounds_the_multiplier_above():
 @pytest.mark.parametrize(
     "estimate, reason",
     [
-        ({"id": "corr", "estimate_type": "correlation", "variable_a": "rain", "variable_b": "temp",
-          "correlation": 0.3}, "not supported"),
+        ({"id": "corr", "estimate_type": "correlation", "variable_a": "rain", "variable_b": "rain",
+          "correlation": 0.3}, "itself"),
         ({"id": "imp", "estimate_type": "probability", "probability": 0.2, "proposition": gt("temp", 50.0)},
          "impossible"),
         ({"id": "far", "estimate_type": "expectation", "variable": "temp", "expected_value": 55.0}, "temp"),
