@@ -33,6 +33,7 @@ import optax
 
 from . import checkpoint
 from .config import SMMConfig
+from .distributed import host_get
 from .diagnostics import max_moment_error, mean_moment_error
 from .features import (
     LayoutShape,
@@ -530,7 +531,7 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
     while True:
         state, *batch = estimate_chunk(static, plan, objective, scope, n_segments, n_batch, every, covariance,
                                        spread_objective, state)
-        batch = jax.device_get(batch)
+        batch = host_get(batch)  # per-chain sums may be split across processes
         if sums is None:
             sums = batch
         else:  # moments add; the scope estimator's cell means add in logs
