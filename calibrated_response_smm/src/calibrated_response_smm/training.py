@@ -33,8 +33,8 @@ import optax
 
 from . import checkpoint
 from .config import SMMConfig
-from .distributed import host_get
 from .diagnostics import max_moment_error, mean_moment_error
+from .distributed import host_get
 from .features import (
     LayoutShape,
     TableLayout,
