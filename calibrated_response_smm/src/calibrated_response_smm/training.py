@@ -655,7 +655,7 @@ def fit_model(
 
     total = None
     at = checkpoint.Position()
-    saver = checkpoint.FitCheckpoints.open(config, checkpoint.fingerprint(model, config, seed))
+    saver = checkpoint.FitCheckpoints.open(config, model, seed)
     restored = saver.restore(state, zero_accumulators(static.shape)) if saver else None
     if restored is not None:  # resume where the checkpoint left off
         state, total, at, history, chunk_times = restored
