@@ -59,7 +59,7 @@ def fingerprint(model, config, seed) -> str:
     digest.update(json.dumps(settings, sort_keys=True, default=repr).encode())
     digest.update(np.asarray(seed, np.uint32).tobytes())
     digest.update(json.dumps([list(model.layout.shape), list(model.graph.sizes),
-                              [list(f.var_ids) for f in model.graph.factors]]).encode())
+                              [[int(v) for v in f.var_ids] for f in model.graph.factors]]).encode())
     for leaf in jax.tree.leaves(model.objective()):
         leaf = np.asarray(leaf)
         digest.update(str((leaf.shape, leaf.dtype)).encode())
@@ -87,10 +87,11 @@ class FitCheckpoints:
     manager: Any
 
     @classmethod
-    def open(cls, config, key: str) -> FitCheckpoints | None:
-        """The fit's checkpoints, or None when ``config.checkpoint_dir`` is None."""
+    def open(cls, config, model, seed) -> FitCheckpoints | None:
+        """The checkpoints of the fit of ``model`` with ``config`` and ``seed``, or None when ``config.checkpoint_dir`` is None."""
         if config.checkpoint_dir is None:
             return None
+        key = fingerprint(model, config, seed)
         try:
             import orbax.checkpoint as ocp
         except ImportError as error:  # pragma: no cover - a dependency of the package

@@ -100,7 +100,9 @@ class SMMConfig(CoreConfig):
         the final moments, each re-estimated at its multipliers, a further one only
         while that estimate is still off the optimum (see ``polish``); 0 turns it off.
     :param devices: local devices the chains are split across (each sweeps its share;
-        the moments are averaged over all chains). None: all of them when a sweep has
+        the moments are averaged over all chains; with several processes, see
+        ``calibrated_response_smm.distributed``, every process's devices, always all of
+        them). None: all of them when a sweep has
         at least ``2**20`` site updates (variables x chains) and there are at most
         ``2**20`` multipliers (the dual step is replicated), else one. On a CPU there
         is one device per core once :func:`calibrated_response_smm.use_cpu_cores` ran

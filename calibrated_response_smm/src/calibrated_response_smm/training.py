@@ -36,6 +36,7 @@ from . import checkpoint
 from .certificate import certify
 from .config import SMMConfig
 from .diagnostics import max_moment_error, mean_moment_error
+from .distributed import host_get
 from .dual_step import ChainStatistics, PolyakState, dual_transformation, polyak_init, polyak_update
 from .features import (
     LayoutShape,
@@ -497,7 +498,7 @@ def _final_estimate(model: SMMModel, config: SMMConfig, static: Static, plan, ob
     while True:
         state, *batch = estimate_chunk(static, plan, objective, scope, n_segments, n_batch, every, covariance,
                                        spread_objective, state)
-        batch = jax.device_get(batch)
+        batch = host_get(batch)  # per-chain sums may be split across processes
         if sums is None:
             sums = batch
         else:  # moments add; the scope estimator's cell means add in logs
@@ -626,7 +627,7 @@ def fit_model(
 
     total = None
     at = checkpoint.Position()
-    saver = checkpoint.FitCheckpoints.open(config, checkpoint.fingerprint(model, config, seed))
+    saver = checkpoint.FitCheckpoints.open(config, model, seed)
     restored = saver.restore(state, zero_accumulators(static.shape)) if saver else None
     if restored is not None:  # resume where the checkpoint left off
         state, total, at, history, chunk_times = restored

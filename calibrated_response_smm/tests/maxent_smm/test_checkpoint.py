@@ -15,7 +15,7 @@ import pytest
 from calibrated_response_smm.adapters import graph_from_constraints
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.training import SMMModel, fit_model
-from conftest import make_small_binary_problem
+from calibrated_response_plugins.testing import small_binary_problem as make_small_binary_problem
 
 # A short schedule (chunks of 2 iterations) that converges in the search, then averages.
 SCHEDULE = dict(num_chains=256, chunk_size=2, num_iterations=12, averaging_iterations=6, final_sweeps=20,

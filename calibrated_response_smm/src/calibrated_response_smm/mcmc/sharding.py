@@ -62,7 +62,12 @@ def chain_devices(requested: int | None, num_chains: int, n_vars: int, n_multipl
     (:func:`.kernels.check_stream_capacity`).
     """
     kernels.check_stream_capacity(n_vars, num_chains)
-    available = jax.local_device_count()
+    available = jax.device_count()  # every process's devices (see .distributed)
+    if jax.process_count() > 1:  # every process holds a share of the chains
+        requested = available if requested is None else requested
+        if requested != available:
+            raise ValueError(f"SMMConfig.devices={requested}: with {jax.process_count()} processes the chains are "
+                             f"split across all {available} devices")
     if requested is None:
         gains = n_vars * num_chains >= MIN_SHARDED_SITES and n_multipliers <= MAX_SHARDED_MULTIPLIERS
         n = available if gains else 1
@@ -80,7 +85,8 @@ def chain_devices(requested: int | None, num_chains: int, n_vars: int, n_multipl
 
 
 def _mesh(n_devices: int) -> Mesh:
-    return Mesh(np.array(jax.local_devices()[:n_devices]), (CHAIN_AXIS,))
+    # jax.devices(): every process's devices, in process order (one process: the local ones)
+    return Mesh(np.array(jax.devices()[:n_devices]), (CHAIN_AXIS,))
 
 
 def chain_sharding(n_devices: int):
