@@ -1,7 +1,7 @@
 """Correlation estimates: the one nonlinear constraint, fitted by successive linearisation.
 
 ``Corr(X, Y) = r`` is the constraint ``h(p) = Cov_p(X, Y) - r sd_p(X) sd_p(Y) = 0``
-(``<= 0`` / ``>= 0`` for ``le`` / ``ge``) on the values of DESIGN.md section 3, each
+(``<= 0`` / ``>= 0`` for ``le`` / ``ge``) on the values of docs/semantics.md, each
 variable rescaled to [0, 1] by its domain (a correlation does not change under that):
 a binary is 0/1, a continuous value has mass uniform inside each bin, so
 ``E[X^2] = sum_i p_i (c_i^2 + w_i^2 / 12)``. ``h`` depends on ``p`` only through five

@@ -13,7 +13,6 @@ class TestMaxentConformance(BackendConformance):
     # 1e-6 is far above that and far below any modelling error.
     tolerance = 1e-6
     residual_tolerance = 1e-6
-    residual_tolerance = 1e-12
     # A warm start ends at another point within gtol = 1e-8 of the optimum on the projected
     # gradient; with s^2 = 1e-3 the multipliers, so the marginals, may differ by up to
     # ~gtol / s^2 = 1e-5 (measured 2e-9).

@@ -3,7 +3,7 @@
 The reference maximises the entropy of the enumerated joint directly with scipy's
 SLSQP: hard linear and correlation constraints (the backend then fits with a tiny
 l2, so its softening is below the tolerance), or the penalised primal
-``H(p) - sum (E[g] - c)^2 / (2 s^2) - sum h(p)^2 / (2 s_h^2)`` as DESIGN.md states it.
+``H(p) - sum (E[g] - c)^2 / (2 s^2) - sum h(p)^2 / (2 s_h^2)`` as docs/semantics.md states it.
 ``h`` and its gradient are written out here from the definition, not taken from the core.
 """
 

@@ -28,10 +28,11 @@ import math
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .mcmc.kernels import random_states, seed_words
-from .mcmc.sharding import chain_sharding
+from .distributed import host_get
 from .polish import held_at_bound
 
 GROUPS = 4
@@ -143,19 +144,18 @@ def assess(chain_means: np.ndarray, targets, lambdas, labels: np.ndarray, sweeps
     )
 
 
-_uniform = jax.jit(random_states, static_argnums=2)
+@jax.jit
+def _restart_second_half(plan, x, seed):
+    """``x`` with its second half of chains drawn afresh, uniformly (placed as ``x`` is, on any device split)."""
+    fresh = random_states(plan, seed, x.shape[1])
+    keep = jnp.arange(x.shape[1]) < x.shape[1] // 2
+    return jnp.where(keep[None, :], x, fresh)
 
 
 def _fresh_chains(static, plan, state, seed: int):
     """The final chains with their second half replaced by uniform random states."""
-    x = np.asarray(jax.device_get(state.x))
-    n_chains = x.shape[1]
-    fresh = np.asarray(jax.device_get(_uniform(plan, seed_words(seed ^ SEED_SALT), n_chains)))
-    half = n_chains // 2
-    x = np.concatenate([x[:, :half], fresh[:, half:]], axis=1)
-    sharding = chain_sharding(static.devices)
-    x = jax.device_put(x, sharding) if sharding is not None else jax.numpy.asarray(x)
-    return state._replace(x=x)
+    del static
+    return state._replace(x=_restart_second_half(plan, state.x, jnp.asarray(seed_words(seed ^ SEED_SALT))))
 
 
 def certify(model, config, static, plan, objective, state) -> Certificate | None:
@@ -175,8 +175,8 @@ def certify(model, config, static, plan, objective, state) -> Certificate | None
     _, _, _, _, values, _ = estimate_chunk(static, plan, objective, None, 0, n_batch, every, False, spread, state)
     n_reads = n_batch * every if _values_every_sweep(objective) else n_batch
     n_features = len(spread_targets(model.targets).constraints)
-    chain_means = np.asarray(jax.device_get(values), np.float64)[:n_features] / n_reads
-    lambdas = np.asarray(jax.device_get(state.params), np.float64)[: len(model.targets.constraints)]
+    chain_means = np.asarray(host_get(values), np.float64)[:n_features] / n_reads
+    lambdas = np.asarray(host_get(state.params), np.float64)[: len(model.targets.constraints)]
     return assess(chain_means, model.targets, lambdas, group_labels(chain_means.shape[1]),
                   (n_burn + n_batch) * every)
 

@@ -87,8 +87,13 @@ class FitCheckpoints:
     manager: Any
 
     @classmethod
-    def open(cls, config, model, seed) -> FitCheckpoints | None:
-        """The checkpoints of the fit of ``model`` with ``config`` and ``seed``, or None when ``config.checkpoint_dir`` is None."""
+    def open(cls, config, model, seed, refit: bool = False) -> FitCheckpoints | None:
+        """The checkpoints of the fit of ``model`` with ``config`` and ``seed``, or None when ``config.checkpoint_dir`` is None.
+
+        ``refit``: a warm-started refit (a round of the core's correlation loop, whose
+        targets change from round to round) keeps its checkpoints in a subdirectory
+        named by its fingerprint, so every round of one run resumes from its own.
+        """
         if config.checkpoint_dir is None:
             return None
         key = fingerprint(model, config, seed)
@@ -97,6 +102,8 @@ class FitCheckpoints:
         except ImportError as error:  # pragma: no cover - a dependency of the package
             raise ImportError("SMMConfig.checkpoint_dir needs orbax-checkpoint: pip install orbax-checkpoint") from error
         directory = os.path.abspath(os.fspath(config.checkpoint_dir))
+        if refit:
+            directory = os.path.join(directory, f"refit-{key[:16]}")
         options = ocp.CheckpointManagerOptions(max_to_keep=config.checkpoint_keep, create=True,
                                                enable_async_checkpointing=False)
         return cls(directory, config.checkpoint_every, key, ocp.CheckpointManager(directory, options=options))

@@ -627,7 +627,7 @@ def fit_model(
 
     total = None
     at = checkpoint.Position()
-    saver = checkpoint.FitCheckpoints.open(config, model, seed)
+    saver = checkpoint.FitCheckpoints.open(config, model, seed, refit=initial_state is not None)
     restored = saver.restore(state, zero_accumulators(static.shape)) if saver else None
     if restored is not None:  # resume where the checkpoint left off
         state, total, at, history, chunk_times = restored

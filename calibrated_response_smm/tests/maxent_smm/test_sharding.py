@@ -56,9 +56,10 @@ def test_fit_does_not_depend_on_the_device_count(device_counts):
     # First-order steps carry the moments' last-bit differences along without growing
     # them much: the answers agree to float32 rounding carried through 130 iterations
     # (measured 2e-7 in P(target), 1.4e-5 in a conditional with a denominator of 0.25,
-    # 4e-5 of 39 in the mean constraint, which is in percent); 1e-4 is 20 times below
-    # the final standard error.
-    np.testing.assert_allclose(two["sgd"]["probabilities"], one["sgd"]["probabilities"], rtol=0, atol=1e-5)
+    # 4e-5 of 39 in the mean constraint, which is in percent); the example's correlation
+    # loop refits several times and carries them through each fit (measured 1.3e-5 in
+    # P(target)); 1e-4 is 20 times below the final standard error.
+    np.testing.assert_allclose(two["sgd"]["probabilities"], one["sgd"]["probabilities"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(two["sgd"]["fitted"], one["sgd"]["fitted"], rtol=1e-5, atol=1e-4)
     # The Newton step's float32 solve magnifies those differences by the conditioning of
     # the chains' covariance (8e-4 in a multiplier after the first step), so chains part
