@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from calibrated_response_plugins.config import CoreConfig
-from calibrated_response_plugins.constraints import ConstraintSet
+from calibrated_response_plugins.constraints import ConstraintSet, connected_components
 from calibrated_response_plugins.registry import UnknownBackendError, installed_backends, load_backend
 
 AUTO = "auto"
@@ -59,21 +59,8 @@ def core_config(options: Mapping[str, Any] | Any | None) -> CoreConfig:
 
 def component_sizes(n_states: Sequence[int], scopes: Sequence[Sequence[int]]) -> list[int]:
     """Joint sizes of the groups of variables that shared scopes link (independent under maxent)."""
-    root = list(range(len(n_states)))
-
-    def find(v: int) -> int:
-        while root[v] != v:
-            root[v] = root[root[v]]
-            v = root[v]
-        return v
-
-    for scope in scopes:
-        for v in scope[1:]:
-            root[find(int(v))] = find(int(scope[0]))
-    sizes: dict[int, int] = {}
-    for v, n in enumerate(n_states):
-        sizes[find(v)] = sizes.get(find(v), 1) * int(n)
-    return sorted(sizes.values(), reverse=True)
+    groups = connected_components(len(n_states), [[int(v) for v in scope] for scope in scopes])
+    return sorted((math.prod(int(n_states[v]) for v in group) for group in groups), reverse=True)
 
 
 def _load(name: str, options: Any) -> tuple[Any, Any]:

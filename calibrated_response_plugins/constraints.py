@@ -14,6 +14,7 @@ gradient, sign bounds and "held at a bound" test are in :mod:`.dual`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
@@ -214,3 +215,22 @@ class FitResult:
     diagnostics: dict[str, Any] = attrs.field(factory=dict)
     warnings: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
     state: Any = None
+
+
+def connected_components(n_variables: int, scopes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Partition ``range(n_variables)`` into sets linked by shared scopes, ordered by first variable."""
+    root = list(range(n_variables))
+
+    def find(variable: int) -> int:
+        while root[variable] != variable:
+            root[variable] = root[root[variable]]
+            variable = root[variable]
+        return variable
+
+    for scope in scopes:
+        for variable in scope[1:]:
+            root[find(variable)] = find(scope[0])
+    members: dict[int, list[int]] = {}
+    for variable in range(n_variables):
+        members.setdefault(find(variable), []).append(variable)
+    return sorted((tuple(variables) for variables in members.values()), key=lambda variables: variables[0])

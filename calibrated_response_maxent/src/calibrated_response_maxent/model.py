@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import attrs
 import numpy as np
-from calibrated_response_plugins.constraints import ConstraintSet, frozen_array, frozen_index_array
+from calibrated_response_plugins.constraints import ConstraintSet, connected_components, frozen_array, frozen_index_array
 
 
 def count_joint_states(n_states: Sequence[int]) -> int:
@@ -129,25 +129,6 @@ def constraints_by_scope(problem: ConstraintSet) -> dict[tuple[int, ...], list[i
     for index, constraint in enumerate(problem.constraints):
         grouped.setdefault(tuple(constraint.scope), []).append(index)
     return grouped
-
-
-def connected_components(n_variables: int, scopes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    """Partition ``range(n_variables)`` into sets linked by shared scopes, ordered by first variable."""
-    root = list(range(n_variables))
-
-    def find(variable: int) -> int:
-        while root[variable] != variable:
-            root[variable] = root[root[variable]]
-            variable = root[variable]
-        return variable
-
-    for scope in scopes:
-        for variable in scope[1:]:
-            root[find(variable)] = find(scope[0])
-    members: dict[int, list[int]] = {}
-    for variable in range(n_variables):
-        members.setdefault(find(variable), []).append(variable)
-    return sorted((tuple(variables) for variables in members.values()), key=lambda variables: variables[0])
 
 
 def _report_table(table: np.ndarray, feature_shape: tuple[int, ...], constraint_id: str, field: str) -> np.ndarray:
