@@ -23,10 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from calibrated_response_plugins import dual
 
+from .config import OPTIMIZERS
 from .targets import MomentObjective, project
 
-OPTIMIZERS = ("newton", "adam", "sgd")
 LINE_SEARCH_STEPS = 2.0 ** -np.arange(8)  # 1, 1/2, ..., 1/128
 MIN_EFFECTIVE_FRACTION = 0.3
 
@@ -38,9 +39,10 @@ class ChainStatistics(NamedTuple):
     curvature: jax.Array  # f32[K, K] feature covariance, or f32[K] variances (diagonal system)
 
 
-def held_at_sign_bound(objective: MomentObjective, params, grad):
-    """Multipliers at a sign bound whose ascent direction points past it."""
-    return ((params <= objective.lower) & (grad < 0)) | ((params >= objective.upper) & (grad > 0))
+def held_at_sign_bound(objective: MomentObjective, params, ascent):
+    """Multipliers at a sign bound whose ascent direction points past it (:func:`dual.held_at_bound`,
+    whose gradient is the negative of the ascent direction)."""
+    return dual.held_at_bound(params, -ascent, objective.lower, objective.upper)
 
 
 def newton_direction(objective: MomentObjective, params, grad, curvature, max_change: float | None = None):

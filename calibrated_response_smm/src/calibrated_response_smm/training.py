@@ -37,7 +37,14 @@ from .certificate import certify
 from .config import SMMConfig
 from .diagnostics import max_moment_error, mean_moment_error
 from .distributed import host_get
-from .dual_step import ChainStatistics, PolyakState, dual_transformation, polyak_init, polyak_update
+from .dual_step import (
+    ChainStatistics,
+    PolyakState,
+    dual_transformation,
+    held_at_sign_bound,
+    polyak_init,
+    polyak_update,
+)
 from .features import (
     LayoutShape,
     TableLayout,
@@ -150,9 +157,7 @@ def _chain_statistics(objective: MomentObjective, x, n_states, dense: bool = Tru
 def _projected(objective, params, grad):
     """Residuals that count toward convergence (none where a sign bound is rightly active)."""
     if isinstance(objective, MomentObjective):
-        at_lower = (params <= objective.lower) & (grad < 0)
-        at_upper = (params >= objective.upper) & (grad > 0)
-        return jnp.where(at_lower | at_upper, 0.0, grad)
+        return jnp.where(held_at_sign_bound(objective, params, grad), 0.0, grad)
     return jnp.concatenate([(g * m).reshape(-1) for g, m in zip(grad, objective.mask)])
 
 
