@@ -19,6 +19,7 @@ Importable: :func:`run_case` returns one :class:`CorrelationOutcome` per case an
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -98,13 +99,13 @@ def account(correlation_ids: list[str], info: dict) -> tuple[int, int, tuple[str
 
 
 def enumerated_with_correlations(problem) -> int:
-    """Cells the exact backend enumerates once every correlation's pair is a scope."""
-    from calibrated_response_maxent.model import build_dense_model
-
-    from calibrated_response_plugins.correlations import linearised_problem
+    """Cells the exact backend enumerates once every correlation's pair is a scope (the rounds after the first)."""
+    from calibrated_response_plugins.constraints import connected_components
 
     compiled = DistributionBuilder(problem.variables, problem.estimates, backend="maxent").compile()
-    return build_dense_model(linearised_problem(compiled, [None] * len(compiled.correlations))).n_enumerated_states
+    scopes = [c.scope for c in compiled.constraints] + [c.scope for c in compiled.correlations]
+    return sum(math.prod(compiled.n_states[v] for v in variables)
+               for variables in connected_components(len(compiled.domains), scopes))
 
 
 def skip_kind(skip: str) -> str:

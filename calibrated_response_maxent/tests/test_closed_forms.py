@@ -228,9 +228,10 @@ def test_independent_components_match_a_single_dense_joint(build):
         build.constraint("e_y_given_b", (1, 3), np.outer(true, y.rescale(y.values) - 0.2), 0.0),
         build.constraint("p_y", (3,), build.above(y, 0.5), 0.4, relation="le"),
     ]
-    # A constraint with an all-zero feature and target 0 has lambda = 0 at the optimum and
-    # changes nothing, but its scope links the two components into one dense joint.
-    link = build.constraint("link", (0, 1, 2), np.zeros((2, 2, 21)), 0.0)
+    # A constant feature at its own mean has lambda = 0 at the optimum and changes nothing,
+    # but its scope links the two components into one dense joint. (An all-zero feature
+    # links nothing: the model leaves such a scope detached.)
+    link = build.constraint("link", (0, 1, 2), np.ones((2, 2, 21)), 1.0)
     split = fit(build.ConstraintSet([a, b, x, y], constraints))
     joined = fit(build.ConstraintSet([a, b, x, y], constraints + [link]))
 

@@ -300,3 +300,28 @@ def test_reachable_range_of_two_binaries_is_the_frechet_range():
     # Max P(a, b) = min(0.3, 0.6), min = max(0, 0.3 + 0.6 - 1), over sqrt(0.3 0.7 0.6 0.4).
     sd = np.sqrt(0.3 * 0.7 * 0.6 * 0.4)
     assert np.isclose(high, (0.3 - 0.18) / sd) and np.isclose(low, (0.0 - 0.18) / sd)
+
+
+def test_first_round_probes_link_nothing():
+    """Round 1's zero-feature probes leave the joint as the fit without correlations enumerates it."""
+    from calibrated_response_maxent.model import build_dense_model
+    from calibrated_response_maxent.solver import fit_dense_model
+    from calibrated_response_plugins.correlations import linearised_problem
+
+    problem = {"variables": [binary("a"), binary("b"), continuous("x", 0.0, 10.0)], "estimates": [
+        {"id": "p_a", "estimate_type": "probability", "probability": 0.3, "proposition": eq("a")},
+        {"id": "p_b", "estimate_type": "probability", "probability": 0.8, "proposition": eq("b")},
+        {"id": "e_x", "estimate_type": "expectation", "variable": "x", "expected_value": 6.0},
+        corr("c_ax", "a", "x", 0.5), corr("c_bx", "b", "x", -0.3)]}
+    compiled = compile_problem(problem["variables"], problem["estimates"], MaxentConfig(max_bins=4))
+    probes = build_dense_model(linearised_problem(compiled, [None, None]))
+    assert len(probes.components) == 3 and len(probes.detached) == 2
+    fitted = fit_dense_model(probes, MaxentConfig(max_bins=4))
+    # The probes' report numerators are E[XY], here E[X] E[Y] of independent components.
+    offset = len(compiled.constraints)
+    for j, c in enumerate(compiled.correlations):
+        (x, y), names = c.values, c.names
+        expected = (fitted.marginals[names[0]] @ x) * (fitted.marginals[names[1]] @ y)
+        assert np.isclose(fitted.report_means[offset + j][0], expected, atol=1e-12)
+    linked = build_dense_model(linearised_problem(compiled, [np.array([0.3, 0.3, 0.6, 0.4, 0.2])] * 2))
+    assert len(linked.components) == 1 and not linked.detached

@@ -6,6 +6,11 @@ so the joint is the product of one dense array per connected :class:`Component`
 stacked into one :class:`ScopeGroup`, so a component's log-joint is a sum of one
 broadcast table per distinct scope and each scope's marginal is taken once per
 evaluation, however many constraints it carries.
+
+A scope whose constraints all have a zero feature (the correlation loop's first-round
+probes) adds nothing to the log-joint, so it links nothing: when its variables lie in
+different components it is a *detached* group, whose scope marginal is the product of
+the components' marginals on it (they are independent). Only its report tables use it.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class DenseModel:
 
     problem: ConstraintSet
     components: tuple[Component, ...] = attrs.field(converter=tuple)
+    #: zero-feature groups whose scope spans several components (their axes are the scope's own).
+    detached: tuple[ScopeGroup, ...] = attrs.field(converter=tuple)
     targets: np.ndarray = attrs.field(converter=frozen_array)
     s2: np.ndarray = attrs.field(converter=frozen_array)
     lower_bounds: np.ndarray = attrs.field(converter=frozen_array)
@@ -94,7 +101,7 @@ class DenseModel:
 
     @property
     def groups(self) -> tuple[ScopeGroup, ...]:
-        """Every scope group, component by component."""
+        """Every scope group inside a component, component by component (not the detached ones)."""
         return tuple(group for component in self.components for group in component.groups)
 
     @property
@@ -166,6 +173,16 @@ def build_scope_group(
     )
 
 
+def has_zero_features(problem: ConstraintSet, indices: list[int]) -> bool:
+    """Whether every constraint at ``indices`` has an all-zero feature (it cannot link its scope)."""
+    return all(not np.any(problem.constraints[i].feature) for i in indices)
+
+
+def build_detached_group(problem: ConstraintSet, scope: tuple[int, ...], indices: list[int]) -> ScopeGroup:
+    """A zero-feature group laid out against its own scope (axes ``0..arity-1``)."""
+    return build_scope_group(problem, scope, indices, scope)
+
+
 def build_component(
     problem: ConstraintSet, variables: tuple[int, ...], scopes: dict[tuple[int, ...], list[int]]
 ) -> Component:
@@ -177,20 +194,29 @@ def build_component(
         groups=[
             build_scope_group(problem, scope, indices, variables)
             for scope, indices in scopes.items()
-            if scope[0] in inside
+            if inside.issuperset(scope)
         ],
     )
 
 
 def build_dense_model(problem: ConstraintSet) -> DenseModel:
-    """Split ``problem`` into independent components, group constraints by scope, collect targets and bounds."""
+    """Split ``problem`` into independent components, group constraints by scope, collect targets and bounds.
+
+    Only scopes with a nonzero feature link variables; a zero-feature scope across
+    components becomes a detached group.
+    """
     lower_bounds, upper_bounds = problem.sign_bounds()
     scopes = constraints_by_scope(problem)
+    linking = [scope for scope, indices in scopes.items() if not has_zero_features(problem, indices)]
+    partition = connected_components(len(problem.domains), linking)
+    component_of = {variable: k for k, variables in enumerate(partition) for variable in variables}
     return DenseModel(
         problem=problem,
-        components=[
-            build_component(problem, variables, scopes)
-            for variables in connected_components(len(problem.domains), list(scopes))
+        components=[build_component(problem, variables, scopes) for variables in partition],
+        detached=[
+            build_detached_group(problem, scope, indices)
+            for scope, indices in scopes.items()
+            if len({component_of[variable] for variable in scope}) > 1
         ],
         targets=problem.targets,
         s2=problem.s2,

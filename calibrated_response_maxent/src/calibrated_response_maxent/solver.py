@@ -22,15 +22,26 @@ import numpy as np
 from calibrated_response_plugins import dual
 from calibrated_response_plugins.constraints import FitResult
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from calibrated_response_maxent.config import MaxentConfig
-from calibrated_response_maxent.model import Component, DenseModel, axes_outside
+from calibrated_response_maxent.model import Component, DenseModel, ScopeGroup, axes_outside
 
 Progress = Callable[[int, int, dict], None]
 
+_THREADPOOLS: list[ThreadpoolController] = []
+
+
+def blas_threadpools() -> ThreadpoolController:
+    """The process's thread pools, inspected once (each inspection walks the loaded libraries)."""
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0]
+
 LBFGSB_MEMORY = 30
 MAX_BACKTRACKS = 40
+#: a line search stops at a lower point whose slope is at most this fraction of the start's.
+LINE_SLOPE = 0.1
 
 
 class ComponentState(NamedTuple):
@@ -57,7 +68,8 @@ def log_potential(component: Component, lambdas: np.ndarray) -> np.ndarray:
     """``sum_k lambda_k g_k(x)`` on the component's joint, one broadcast table per scope."""
     potential = np.zeros(component.shape, dtype=np.float64)
     for group in component.groups:
-        table = np.tensordot(lambdas[group.constraint_indices], group.features, axes=1)
+        n_rows = len(group.constraint_indices)
+        table = lambdas[group.constraint_indices] @ group.features.reshape(n_rows, -1)
         potential += table.reshape(group.broadcast_shape)
     return potential
 
@@ -86,11 +98,15 @@ def component_state(component: Component, lambdas: np.ndarray) -> ComponentState
 def expectations(
     model: DenseModel, scope_marginals: tuple[np.ndarray, ...], table_field: str = "features"
 ) -> np.ndarray:
-    """``E[t_k]`` for each constraint's table ``t_k`` (``features`` or a report table)."""
+    """``E[t_k]`` for each constraint's table ``t_k`` (``features`` or a report table).
+
+    The detached groups are left at 0, which is their features' mean (the features are
+    zero); :func:`report_expectations` fills their report tables in.
+    """
     means = np.zeros(model.n_constraints, dtype=np.float64)
     for group, marginal in zip(model.groups, scope_marginals):
         tables = getattr(group, table_field)
-        means[group.constraint_indices] = np.tensordot(tables, marginal, axes=group.arity)
+        means[group.constraint_indices] = tables.reshape(tables.shape[0], -1) @ marginal.reshape(-1)
     return means
 
 
@@ -104,6 +120,32 @@ def evaluate_dual(model: DenseModel, lambdas: np.ndarray) -> DualPoint:
     objective = log_partition - float(lambdas @ model.targets) + 0.5 * float(lambdas @ (model.s2 * lambdas))
     gradient = dual.dual_gradient(feature_means, model.targets, model.s2, lambdas)
     return DualPoint(lambdas, objective, gradient, feature_means, log_partition, states, scope_marginals)
+
+
+def detached_marginal(model: DenseModel, point: DualPoint, group: ScopeGroup) -> np.ndarray:
+    """The scope marginal of a detached group: the product of its components' marginals on it."""
+    letters = string.ascii_letters
+    operands, subscripts = [], []
+    for component, state in zip(model.components, point.components):
+        inside = [(position, component.variables.index(variable))
+                  for position, variable in enumerate(group.scope) if variable in component.variables]
+        if not inside:
+            continue
+        kept = tuple(axis for _, axis in inside)
+        marginal = state.probabilities.sum(axis=axes_outside(kept, len(component.shape)))
+        order = np.argsort(kept)  # the sum keeps the component's axis order
+        operands.append(marginal)
+        subscripts.append("".join(letters[inside[i][0]] for i in order))
+    return np.einsum(",".join(subscripts) + "->" + letters[: group.arity], *operands)
+
+
+def report_expectations(model: DenseModel, point: DualPoint, table_field: str) -> np.ndarray:
+    """:func:`expectations` of a report table, the detached groups included."""
+    means = expectations(model, point.scope_marginals, table_field)
+    for group in model.detached:
+        tables = getattr(group, table_field)
+        means[group.constraint_indices] = np.tensordot(tables, detached_marginal(model, point, group), axes=group.arity)
+    return means
 
 
 def projected_gradient(model: DenseModel, point: DualPoint) -> np.ndarray:
@@ -153,22 +195,42 @@ def component_covariance(
 DENSE_COVARIANCE_CELLS = 20_000_000
 
 
-def dense_component_covariance(
-    component: Component, state: ComponentState, feature_means: np.ndarray, covariance: np.ndarray
-) -> None:
-    """:func:`component_covariance` as one product of the features laid out on the joint.
+#: ``{id(component): (constraint rows, features laid out on the joint)}``, kept for one solve.
+Layouts = dict[int, tuple[np.ndarray, np.ndarray]]
 
-    On small components the per-pair ``einsum`` calls cost more in planning than in
-    arithmetic; this costs ``K x cells`` memory instead.
-    """
+
+def feature_layout(component: Component) -> tuple[np.ndarray, np.ndarray]:
+    """The component's constraint rows and their features laid out on its joint, ``(K_c, cells)``."""
     rows = np.concatenate([group.constraint_indices for group in component.groups])
     features = np.concatenate([
         np.broadcast_to(group.features.reshape((-1,) + group.broadcast_shape), (len(group.constraint_indices),) + component.shape)
         .reshape(len(group.constraint_indices), -1)
         for group in component.groups
     ])
+    return rows, features
+
+
+def dense_component_covariance(
+    component: Component, state: ComponentState, feature_means: np.ndarray, covariance: np.ndarray,
+    layouts: Layouts | None = None,
+) -> None:
+    """:func:`component_covariance` as one product of the features laid out on the joint.
+
+    On small components the per-pair ``einsum`` calls cost more in planning than in
+    arithmetic; this costs ``K x cells`` memory instead. The layout depends on the
+    model only, so a solve keeps it in ``layouts`` across its Newton steps. The
+    product is ``C C^T`` with ``C = (F - E[F]) sqrt(p)`` (a symmetric rank-k update).
+    """
+    if layouts is None:
+        rows, features = feature_layout(component)
+    else:
+        key = id(component)
+        if key not in layouts:
+            layouts[key] = feature_layout(component)
+        rows, features = layouts[key]
     centred = features - feature_means[rows][:, None]
-    covariance[np.ix_(rows, rows)] = (centred * state.probabilities.reshape(1, -1)) @ centred.T
+    centred *= np.sqrt(state.probabilities.reshape(1, -1))
+    covariance[np.ix_(rows, rows)] = centred @ centred.T
 
 
 def dense_covariance_fits(component: Component) -> bool:
@@ -177,20 +239,20 @@ def dense_covariance_fits(component: Component) -> bool:
     return n_rows * component.n_states <= DENSE_COVARIANCE_CELLS
 
 
-def feature_covariance(model: DenseModel, point: DualPoint) -> np.ndarray:
-    """``Cov(g)`` under the model; block diagonal, as components are independent."""
+def feature_covariance(model: DenseModel, point: DualPoint, layouts: Layouts | None = None) -> np.ndarray:
+    """``Cov(g)`` under the model; block diagonal, as components are independent (detached rows: 0)."""
     covariance = np.zeros((model.n_constraints, model.n_constraints), dtype=np.float64)
     for component, state in zip(model.components, point.components):
         if component.groups and dense_covariance_fits(component):
-            dense_component_covariance(component, state, point.feature_means, covariance)
+            dense_component_covariance(component, state, point.feature_means, covariance, layouts)
         else:
             component_covariance(component, state, point.feature_means, covariance)
     return covariance
 
 
-def dual_hessian(model: DenseModel, point: DualPoint) -> np.ndarray:
+def dual_hessian(model: DenseModel, point: DualPoint, layouts: Layouts | None = None) -> np.ndarray:
     """Exact Hessian of the dual: ``Cov(g) + diag(s^2)``."""
-    return feature_covariance(model, point) + np.diag(model.s2)
+    return feature_covariance(model, point, layouts) + np.diag(model.s2)
 
 
 def free_multipliers(model: DenseModel, point: DualPoint) -> np.ndarray:
@@ -203,7 +265,7 @@ def clip_to_bounds(model: DenseModel, lambdas: np.ndarray) -> np.ndarray:
     return dual.clip_to_bounds(lambdas, model.lower_bounds, model.upper_bounds)
 
 
-def newton_step(model: DenseModel, point: DualPoint) -> DualPoint | None:
+def newton_step(model: DenseModel, point: DualPoint, layouts: Layouts | None = None) -> DualPoint | None:
     """One projected Newton step; None if no step along it improves the point.
 
     The full step is taken when it lowers the projected gradient. Otherwise the
@@ -212,7 +274,7 @@ def newton_step(model: DenseModel, point: DualPoint) -> DualPoint | None:
     alone, the full step overshoots into the opposite saturation, and halving it
     until the objective decreases would bounce between the two.
     """
-    direction = dual.newton_direction(dual_hessian(model, point), point.gradient, free_multipliers(model, point))
+    direction = dual.newton_direction(dual_hessian(model, point, layouts), point.gradient, free_multipliers(model, point))
     candidate = evaluate_dual(model, clip_to_bounds(model, point.lambdas + direction))
     if projected_gradient_norm(model, candidate) < projected_gradient_norm(model, point):
         return candidate
@@ -223,21 +285,28 @@ def line_minimum(model: DenseModel, point: DualPoint, direction: np.ndarray) -> 
     """The point of least objective on the segment ``lambda + t d``, ``t`` in [0, 1], by bisection.
 
     The dual is convex, so its slope along the segment increases with ``t``; the
-    slope's sign change is found to ``2**-MAX_BACKTRACKS`` of the step. None when
-    no point of the segment lies below the start.
+    slope's sign change is bisected for, at most ``MAX_BACKTRACKS`` times, and the
+    search stops early at a point below the start whose slope is at most
+    ``LINE_SLOPE`` of the starting slope in size (a strong Wolfe point: the next
+    Newton step takes it from there). None when no point of the segment lies below
+    the start.
     """
     low, high = 0.0, 1.0
     best = None
+    start_slope = abs(float(point.gradient @ direction))
     for _ in range(MAX_BACKTRACKS):
         middle = 0.5 * (low + high)
         candidate = evaluate_dual(model, clip_to_bounds(model, point.lambdas + middle * direction))
         moved = candidate.lambdas - point.lambdas
-        if float(candidate.gradient @ moved) > 0.0:
+        slope = float(candidate.gradient @ moved)
+        if slope > 0.0:
             high = middle
         else:
             low = middle
         if candidate.objective < point.objective and (best is None or candidate.objective < best.objective):
             best = candidate
+            if abs(slope) <= LINE_SLOPE * middle * start_slope:
+                break
     return best
 
 
@@ -298,9 +367,9 @@ def polish(
     model: DenseModel, point: DualPoint, config: MaxentConfig, history: dict[str, list]
 ) -> tuple[DualPoint, int]:
     """Projected Newton steps until the projected gradient is below ``gtol`` or no step helps."""
-    steps = 0
+    steps, layouts = 0, {}
     while steps < config.max_polish_steps and projected_gradient_norm(model, point) > config.gtol:
-        candidate = newton_step(model, point)
+        candidate = newton_step(model, point, layouts)
         if candidate is None:
             break
         point = candidate
@@ -356,7 +425,7 @@ def fit_dense_model(
         )
     # The BLAS work here is on K x K matrices (K = tens of constraints): extra BLAS threads
     # only spin, and on a busy machine they slow L-BFGS-B's small calls several-fold.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threadpools().limit(limits=1, user_api="blas"):
         point, history, facts = solve_dual(model, config, progress, initial_lambdas)
     gradient_norm = projected_gradient_norm(model, point)
     converged = bool(np.isfinite(gradient_norm) and gradient_norm <= config.gtol)
@@ -366,8 +435,8 @@ def fit_dense_model(
         f"after {iterations} iterations ({facts.get('lbfgsb_message', '')})",
     )
     report_means = np.column_stack([
-        expectations(model, point.scope_marginals, "report_numerators"),
-        expectations(model, point.scope_marginals, "report_denominators"),
+        report_expectations(model, point, "report_numerators"),
+        report_expectations(model, point, "report_denominators"),
     ])
     return FitResult(
         lambdas=point.lambdas,
@@ -376,7 +445,7 @@ def fit_dense_model(
         marginals=variable_marginals(model, point),
         converged=converged,
         n_iterations=iterations,
-        n_factors=len(model.groups),
+        n_factors=len(model.groups) + len(model.detached),
         history=history,
         diagnostics={
             **facts,
