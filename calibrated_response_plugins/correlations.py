@@ -46,6 +46,12 @@ DEFAULT_ROUNDS = 30
 #: rounds the Anderson acceleration of the outer loop mixes.
 ANDERSON_MEMORY = 3
 DEFAULT_TOLERANCE = 1e-6
+#: an early round's inner tolerance is this fraction of the outer residual (the forcing term) ...
+FORCING = 1e-3
+#: ... at most this ...
+LOOSEST_INNER = 1e-4
+#: ... and the backend's own once the outer residual is below this many correlation_tolerance.
+TIGHT_WITHIN = 100.0
 
 Progress = Callable[[int, int, dict], None]
 
@@ -296,6 +302,29 @@ def fit_fresh_or_warm(hook, problem: ConstraintSet, config: Any, progress: Progr
     return hook.fit(model=model, config=config, progress=progress), False
 
 
+def inner_tolerance(config: Any, residual: float, tolerance: float) -> float | None:
+    """The inner tolerance of a round whose outer residual is ``residual``; None: the backend's own.
+
+    An inexact Newton forcing term: while the linearisation point is still far from
+    the fixed point, a round's fit need only be :data:`FORCING` times as accurate as
+    the point is, at most :data:`LOOSEST_INNER`; within :data:`TIGHT_WITHIN`
+    ``correlation_tolerance`` of it, every fit is at the backend's own tolerance, so
+    the round the loop stops at is. Only a backend whose config names the field
+    (``inner_tolerance_field``, e.g. maxent's ``gtol``) is loosened.
+    """
+    field = getattr(config, "inner_tolerance_field", None)
+    if field is None or not np.isfinite(residual) or residual <= TIGHT_WITHIN * tolerance:
+        return None
+    own = float(getattr(config, field))
+    loose = min(LOOSEST_INNER, FORCING * residual)
+    return loose if loose > own else None
+
+
+def round_config(config: Any, inner: float | None) -> Any:
+    """``config`` with its inner tolerance field set to ``inner`` (None: unchanged)."""
+    return config if inner is None else attrs.evolve(config, **{config.inner_tolerance_field: inner})
+
+
 def _correlation_row(correlation: CorrelationConstraint, m: np.ndarray, multiplier: float) -> dict[str, Any]:
     fitted = correlation_of(m)
     return {
@@ -377,11 +406,16 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
     skipped, active = first_round_skips(correlations, moments, fitted)
     points = [m.copy() if on else None for m, on in zip(moments, active)]
     damping, last_change, converged, warm_rounds = 1.0, np.inf, not any(active), 0
+    # The outer residual before round 2 is |h| at the fit without correlations.
+    residual = _max_abs_h(correlations, moments, active)
     mixer = AndersonMixer()
-    rounds = [{"round": 1, "max_change": float("nan"), "max_abs_h": _max_abs_h(correlations, moments, active),
-               "damping": damping, "warm": False}]
+    rounds = [{"round": 1, "max_change": float("nan"), "max_abs_h": residual,
+               "damping": damping, "warm": False, "inner_tolerance": None, "seconds": first_seconds}]
     while not converged and len(rounds) < max_rounds:
-        fitted, warm = fit_fresh_or_warm(hook, linearised_problem(problem, points), config, progress, fitted)
+        round_started = time.perf_counter()
+        inner = inner_tolerance(config, residual, tolerance)
+        fitted, warm = fit_fresh_or_warm(hook, linearised_problem(problem, points), round_config(config, inner),
+                                         progress, fitted)
         warm_rounds += int(warm)
         moments = fitted_moments(problem, fitted)
         change = max(float(np.max(np.abs(m - p))) for m, p, on in zip(moments, points, active) if on)
@@ -390,11 +424,14 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
             mixer.reset()
         elif change < last_change:  # back on track: let the step grow again
             damping = min(2.0 * damping, 1.0)
-        last_change = change
-        points = next_points(mixer, correlations, points, moments, active, damping)
+        last_change = residual = change
+        # A round fitted at a loosened tolerance never ends the loop: the answer is a full-accuracy fit.
+        converged = change <= tolerance and inner is None
+        if not converged:
+            points = next_points(mixer, correlations, points, moments, active, damping)
         rounds.append({"round": len(rounds) + 1, "max_change": change,
-                       "max_abs_h": _max_abs_h(correlations, moments, active), "damping": damping, "warm": warm})
-        converged = change <= tolerance
+                       "max_abs_h": _max_abs_h(correlations, moments, active), "damping": damping, "warm": warm,
+                       "inner_tolerance": inner, "seconds": time.perf_counter() - round_started})
     multipliers = fitted.lambdas[len(problem.constraints):]
     rows, warnings = report_rows(correlations, moments, active, multipliers)
     if not converged:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 from calibrated_response_plugins.config import (
     CoreConfig,
@@ -30,6 +32,9 @@ class MaxentConfig(CoreConfig):
     :param max_polish_steps: projected Newton steps allowed after L-BFGS-B
         when it stops above ``gtol``.
     """
+
+    #: the field the core's correlation loop loosens on its early rounds (an inexact inner solve).
+    inner_tolerance_field: ClassVar[str | None] = "gtol"
 
     max_states: int = attrs.field(default=DEFAULT_MAX_STATES, validator=[positive_int, int_at_most(MAX_MAX_STATES)])
     gtol: float = attrs.field(default=1e-8, validator=finite_positive)

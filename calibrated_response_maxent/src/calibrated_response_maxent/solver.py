@@ -42,6 +42,8 @@ LBFGSB_MEMORY = 30
 MAX_BACKTRACKS = 40
 #: a line search stops at a lower point whose slope is at most this fraction of the start's.
 LINE_SLOPE = 0.1
+#: a Newton step that shrinks the projected gradient below this fraction lets the next reuse its Hessian.
+KEEP_HESSIAN_BELOW = 0.1
 
 
 class ComponentState(NamedTuple):
@@ -195,41 +197,27 @@ def component_covariance(
 DENSE_COVARIANCE_CELLS = 20_000_000
 
 
-#: ``{id(component): (constraint rows, features laid out on the joint)}``, kept for one solve.
-Layouts = dict[int, tuple[np.ndarray, np.ndarray]]
-
-
-def feature_layout(component: Component) -> tuple[np.ndarray, np.ndarray]:
-    """The component's constraint rows and their features laid out on its joint, ``(K_c, cells)``."""
-    rows = np.concatenate([group.constraint_indices for group in component.groups])
-    features = np.concatenate([
-        np.broadcast_to(group.features.reshape((-1,) + group.broadcast_shape), (len(group.constraint_indices),) + component.shape)
-        .reshape(len(group.constraint_indices), -1)
-        for group in component.groups
-    ])
-    return rows, features
-
-
 def dense_component_covariance(
-    component: Component, state: ComponentState, feature_means: np.ndarray, covariance: np.ndarray,
-    layouts: Layouts | None = None,
+    component: Component, state: ComponentState, feature_means: np.ndarray, covariance: np.ndarray
 ) -> None:
     """:func:`component_covariance` as one product of the features laid out on the joint.
 
     On small components the per-pair ``einsum`` calls cost more in planning than in
-    arithmetic; this costs ``K x cells`` memory instead. The layout depends on the
-    model only, so a solve keeps it in ``layouts`` across its Newton steps. The
-    product is ``C C^T`` with ``C = (F - E[F]) sqrt(p)`` (a symmetric rank-k update).
+    arithmetic; this costs ``K x cells`` memory instead. Each scope table is centred
+    and weighted by ``sqrt(p)`` straight into its rows of ``C`` (broadcast, never
+    copied out first), and the covariance is the symmetric product ``C C^T``.
     """
-    if layouts is None:
-        rows, features = feature_layout(component)
-    else:
-        key = id(component)
-        if key not in layouts:
-            layouts[key] = feature_layout(component)
-        rows, features = layouts[key]
-    centred = features - feature_means[rows][:, None]
-    centred *= np.sqrt(state.probabilities.reshape(1, -1))
+    rows = np.concatenate([group.constraint_indices for group in component.groups])
+    centred = np.empty((len(rows), component.n_states), dtype=np.float64)
+    weights = np.sqrt(state.probabilities)
+    start = 0
+    for group in component.groups:
+        n_rows = len(group.constraint_indices)
+        block = centred[start:start + n_rows].reshape((n_rows,) + component.shape)
+        means = feature_means[group.constraint_indices].reshape((n_rows,) + (1,) * len(component.shape))
+        np.subtract(group.features.reshape((n_rows,) + group.broadcast_shape), means, out=block)
+        block *= weights
+        start += n_rows
     covariance[np.ix_(rows, rows)] = centred @ centred.T
 
 
@@ -239,20 +227,20 @@ def dense_covariance_fits(component: Component) -> bool:
     return n_rows * component.n_states <= DENSE_COVARIANCE_CELLS
 
 
-def feature_covariance(model: DenseModel, point: DualPoint, layouts: Layouts | None = None) -> np.ndarray:
+def feature_covariance(model: DenseModel, point: DualPoint) -> np.ndarray:
     """``Cov(g)`` under the model; block diagonal, as components are independent (detached rows: 0)."""
     covariance = np.zeros((model.n_constraints, model.n_constraints), dtype=np.float64)
     for component, state in zip(model.components, point.components):
         if component.groups and dense_covariance_fits(component):
-            dense_component_covariance(component, state, point.feature_means, covariance, layouts)
+            dense_component_covariance(component, state, point.feature_means, covariance)
         else:
             component_covariance(component, state, point.feature_means, covariance)
     return covariance
 
 
-def dual_hessian(model: DenseModel, point: DualPoint, layouts: Layouts | None = None) -> np.ndarray:
+def dual_hessian(model: DenseModel, point: DualPoint) -> np.ndarray:
     """Exact Hessian of the dual: ``Cov(g) + diag(s^2)``."""
-    return feature_covariance(model, point, layouts) + np.diag(model.s2)
+    return feature_covariance(model, point) + np.diag(model.s2)
 
 
 def free_multipliers(model: DenseModel, point: DualPoint) -> np.ndarray:
@@ -265,7 +253,7 @@ def clip_to_bounds(model: DenseModel, lambdas: np.ndarray) -> np.ndarray:
     return dual.clip_to_bounds(lambdas, model.lower_bounds, model.upper_bounds)
 
 
-def newton_step(model: DenseModel, point: DualPoint, layouts: Layouts | None = None) -> DualPoint | None:
+def newton_step(model: DenseModel, point: DualPoint) -> DualPoint | None:
     """One projected Newton step; None if no step along it improves the point.
 
     The full step is taken when it lowers the projected gradient. Otherwise the
@@ -274,11 +262,16 @@ def newton_step(model: DenseModel, point: DualPoint, layouts: Layouts | None = N
     alone, the full step overshoots into the opposite saturation, and halving it
     until the objective decreases would bounce between the two.
     """
-    direction = dual.newton_direction(dual_hessian(model, point, layouts), point.gradient, free_multipliers(model, point))
+    return newton_candidate(model, point, dual_hessian(model, point), line_search=True)
+
+
+def newton_candidate(model: DenseModel, point: DualPoint, hessian: np.ndarray, line_search: bool) -> DualPoint | None:
+    """The step of :func:`newton_step` with a given Hessian; without ``line_search``, None unless the full step helps."""
+    direction = dual.newton_direction(hessian, point.gradient, free_multipliers(model, point))
     candidate = evaluate_dual(model, clip_to_bounds(model, point.lambdas + direction))
     if projected_gradient_norm(model, candidate) < projected_gradient_norm(model, point):
         return candidate
-    return line_minimum(model, point, direction)
+    return line_minimum(model, point, direction) if line_search else None
 
 
 def line_minimum(model: DenseModel, point: DualPoint, direction: np.ndarray) -> DualPoint | None:
@@ -365,17 +358,31 @@ def run_lbfgsb(
 
 def polish(
     model: DenseModel, point: DualPoint, config: MaxentConfig, history: dict[str, list]
-) -> tuple[DualPoint, int]:
-    """Projected Newton steps until the projected gradient is below ``gtol`` or no step helps."""
-    steps, layouts = 0, {}
+) -> tuple[DualPoint, int, int]:
+    """Projected Newton steps until the projected gradient is below ``gtol`` or no step helps.
+
+    Returns the point, the steps and the Hessians computed. A step that shrinks the
+    projected gradient to :data:`KEEP_HESSIAN_BELOW` of what it was is in Newton's
+    quadratic phase, where the Hessian hardly moves: the next step tries it again (a
+    chord step, which costs one evaluation instead of a Hessian) and computes a fresh
+    one only when the full chord step does not lower the projected gradient.
+    """
+    steps, hessians, kept = 0, 0, None
     while steps < config.max_polish_steps and projected_gradient_norm(model, point) > config.gtol:
-        candidate = newton_step(model, point, layouts)
+        norm = projected_gradient_norm(model, point)
+        candidate = None if kept is None else newton_candidate(model, point, kept, line_search=False)
+        if candidate is None:
+            kept = dual_hessian(model, point)
+            hessians += 1
+            candidate = newton_candidate(model, point, kept, line_search=True)
         if candidate is None:
             break
+        if projected_gradient_norm(model, candidate) > KEEP_HESSIAN_BELOW * norm:
+            kept = None
         point = candidate
         steps += 1
         record(history, model, point, "newton")
-    return point, steps
+    return point, steps, hessians
 
 
 def variable_marginals(model: DenseModel, point: DualPoint) -> dict[str, np.ndarray]:
@@ -395,20 +402,22 @@ def solve_dual(
     """L-BFGS-B from ``initial`` then, if needed, Newton polish; return the optimum, history and solver facts."""
     history: dict[str, list] = {"objective": [], "projected_gradient": [], "stage": []}
     if model.n_constraints == 0:
-        return evaluate_dual(model, np.zeros(0)), history, {"lbfgsb_iterations": 0, "newton_steps": 0}
-    warm_steps = 0
+        return evaluate_dual(model, np.zeros(0)), history, {"lbfgsb_iterations": 0, "newton_steps": 0, "hessians": 0}
+    warm_steps = warm_hessians = 0
     if initial is not None and all(dense_covariance_fits(component) for component in model.components):
         # A warm start is usually next to the optimum, where Newton converges in a few
         # steps; L-BFGS-B would first spend iterations rebuilding its curvature memory.
         # On components too large for the dense Hessian product, one Hessian costs more
         # than those iterations.
-        point, warm_steps = polish(model, evaluate_dual(model, clip_to_bounds(model, initial)), config, history)
+        point, warm_steps, warm_hessians = polish(
+            model, evaluate_dual(model, clip_to_bounds(model, initial)), config, history)
         if projected_gradient_norm(model, point) <= config.gtol:
-            return point, history, {"lbfgsb_iterations": 0, "newton_steps": warm_steps}
+            return point, history, {"lbfgsb_iterations": 0, "newton_steps": warm_steps, "hessians": warm_hessians}
         initial = point.lambdas
     point, facts = run_lbfgsb(model, config, progress, history, initial)
-    point, facts["newton_steps"] = polish(model, point, config, history)
+    point, facts["newton_steps"], facts["hessians"] = polish(model, point, config, history)
     facts["newton_steps"] += warm_steps
+    facts["hessians"] += warm_hessians
     return point, history, facts
 
 
