@@ -1,7 +1,7 @@
 """Correlation estimates on the shared cases: fitted or skipped, residuals, effect on P(target), cost.
 
     python benchmarks/bench_correlations.py [--cases DIR] [--limit N] [--max-enumerated N]
-                                            [--smm-sample N] [--quiet]
+                                            [--smm-sample N] [--quiet] [--out JSON] [--no-report]
 
 Each case is fitted twice with the same backend: with every estimate (the correlation
 loop) and with the correlation estimates removed (the plain fit). Reported: how many
@@ -10,7 +10,13 @@ fitted correlations' gaps to their targets, the change in P(target) the correlat
 make, the loop's rounds and its time against the plain fit. Cases where the correlations
 link components into an enumerated joint above ``--max-enumerated`` cells are set aside
 (``large``) and counted: the exact backend fits them, but each round then takes minutes.
-``--smm-sample N`` repeats it with ``smm`` on the first N cases with fitted correlations.
+``--smm-sample N`` repeats it with ``smm`` on N cases with fitted correlations, evenly spaced.
+
+Times: wall seconds of ``build`` and its process CPU seconds (steadier on a shared
+machine; maxent computes on one thread). Beside the issue's ratio (with / without
+correlations) the loop's own split: round 1 (the fit without correlations, inside
+the loop) against the plain fit, and the whole loop against its round 1. The
+figures go to ``--out`` (JSON) and to the ``correlations`` section of REPORT.md.
 
 Importable: :func:`run_case` returns one :class:`CorrelationOutcome` per case and
 :func:`summarise` the figures the script prints.
@@ -29,7 +35,10 @@ import attrs
 import numpy as np
 from calibrated_response_plugins import DistributionBuilder, load_problem
 
-DEFAULT_CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DEFAULT_CASES = HERE.parents[0].parent / "shared" / "cases"
+SECTION = "correlations"
 
 
 @attrs.frozen
@@ -50,6 +59,12 @@ class CorrelationOutcome:
     loop_converged: bool = False
     seconds_with: float = float("nan")
     seconds_without: float = float("nan")
+    cpu_with: float = float("nan")
+    cpu_without: float = float("nan")
+    loop_seconds: float = float("nan")  # the loop's own wall seconds (info["correlations"]["seconds"])
+    first_round_seconds: float = float("nan")
+    cells_with: int = 0  # enumerated cells once the correlations link their pairs (maxent's rounds 2+)
+    cells_without: int = 0
     message: str = ""
 
 
@@ -74,10 +89,11 @@ def gap(row: dict) -> float:
 
 
 def timed_build(problem, estimates, backend: str, options: dict | None):
+    """``(info, wall seconds, process CPU seconds)`` of one build."""
     builder = DistributionBuilder(problem.variables, estimates, backend=backend, config=options)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     _, info = builder.build(target_variable=problem.target_variable, progress=False)
-    return info, time.perf_counter() - started
+    return info, time.perf_counter() - started, time.process_time() - cpu
 
 
 def account(correlation_ids: list[str], info: dict) -> tuple[int, int, tuple[str, ...]]:
@@ -98,14 +114,21 @@ def account(correlation_ids: list[str], info: dict) -> tuple[int, int, tuple[str
     return n_fitted, n_skipped, tuple(unaccounted)
 
 
-def enumerated_with_correlations(problem) -> int:
-    """Cells the exact backend enumerates once every correlation's pair is a scope (the rounds after the first)."""
+def enumerated_cells(problem, with_correlations: bool = True) -> int:
+    """Cells the exact backend enumerates, with every correlation's pair a scope (its rounds 2+) or without."""
     from calibrated_response_plugins.constraints import connected_components
 
     compiled = DistributionBuilder(problem.variables, problem.estimates, backend="maxent").compile()
-    scopes = [c.scope for c in compiled.constraints] + [c.scope for c in compiled.correlations]
+    scopes = [c.scope for c in compiled.constraints]
+    if with_correlations:
+        scopes += [c.scope for c in compiled.correlations]
     return sum(math.prod(compiled.n_states[v] for v in variables)
                for variables in connected_components(len(compiled.domains), scopes))
+
+
+def enumerated_with_correlations(problem) -> int:
+    """Cells the exact backend enumerates once every correlation's pair is a scope (the rounds after the first)."""
+    return enumerated_cells(problem, True)
 
 
 def skip_kind(skip: str) -> str:
@@ -124,14 +147,13 @@ def run_case(path: Path, backend: str = "maxent", options: dict | None = None,
     correlation_ids = [e.id for e in problem.estimates if e.estimate_type == "correlation"]
     if not correlation_ids:
         return CorrelationOutcome(path.name, "none")
-    if max_enumerated is not None:
-        cells = enumerated_with_correlations(problem)
-        if cells > max_enumerated:
-            return CorrelationOutcome(path.name, "large", len(correlation_ids), message=f"{cells:,} cells")
+    cells = enumerated_cells(problem, True)
+    if max_enumerated is not None and cells > max_enumerated:
+        return CorrelationOutcome(path.name, "large", len(correlation_ids), message=f"{cells:,} cells")
     plain = [e for e in problem.estimates if e.estimate_type != "correlation"]
     try:
-        with_info, with_seconds = timed_build(problem, problem.estimates, backend, options)
-        without_info, without_seconds = timed_build(problem, plain, backend, options)
+        with_info, with_seconds, with_cpu = timed_build(problem, problem.estimates, backend, options)
+        without_info, without_seconds, without_cpu = timed_build(problem, plain, backend, options)
     except ValueError as error:
         if "max_states" in str(error):
             return CorrelationOutcome(path.name, "refused", len(correlation_ids), message=str(error)[:80])
@@ -150,6 +172,8 @@ def run_case(path: Path, backend: str = "maxent", options: dict | None = None,
         sum("misses the target" in w for w in with_info["warnings"]),
         abs(target_probability(with_info, target) - target_probability(without_info, target)),
         int(loop.get("rounds", 0)), bool(loop.get("converged", True)), with_seconds, without_seconds,
+        with_cpu, without_cpu, float(loop.get("seconds", float("nan"))),
+        float(loop.get("first_round_seconds", float("nan"))), cells, enumerated_cells(problem, False),
     )
 
 
@@ -157,8 +181,17 @@ def _quantiles(values: list[float]) -> str:
     if not values:
         return "none"
     array = np.asarray(values)
-    return (f"median {np.median(array):.4f}, 90% {np.quantile(array, 0.9):.4f}, "
-            f"max {array.max():.4f}")
+    return (f"median {np.median(array):.4g}, p95 {np.quantile(array, 0.95):.4g}, "
+            f"max {array.max():.4g}")
+
+
+def _figures(values: list[float]) -> dict:
+    """``{n, median, p95, max}`` of ``values`` (NaN when empty)."""
+    array = np.asarray(values, dtype=np.float64)
+    if not array.size:
+        return {"n": 0, "median": float("nan"), "p95": float("nan"), "max": float("nan")}
+    return {"n": int(array.size), "median": float(np.median(array)), "p95": float(np.quantile(array, 0.95)),
+            "max": float(array.max())}
 
 
 def summarise(outcomes: list[CorrelationOutcome]) -> dict:
@@ -167,6 +200,8 @@ def summarise(outcomes: list[CorrelationOutcome]) -> dict:
     looped = [o for o in fitted if o.n_fitted]
     gaps = [g for o in fitted for g in o.gaps]
     ratios = [o.seconds_with / o.seconds_without for o in looped]
+    cpu_ratios = [o.cpu_with / o.cpu_without for o in looped]
+    same_joint = [o for o in looped if o.cells_with == o.cells_without]
     return {
         "cases": len(outcomes),
         "cases_with_correlations": sum(o.status != "none" for o in outcomes),
@@ -181,17 +216,36 @@ def summarise(outcomes: list[CorrelationOutcome]) -> dict:
         "skip_kinds": dict(sorted(Counter(k for o in fitted for k in o.skip_kinds).items())),
         "unaccounted": [f"{o.name}: {i}" for o in fitted for i in o.unaccounted],
         "gaps": _quantiles(gaps),
+        "gap_figures": _figures(gaps),
         "gaps_below_0.01": sum(g <= 0.01 for g in gaps),
         "gaps_above_0.05": sum(g > 0.05 for g in gaps),
         "unreached_warnings": sum(o.n_unreached_warnings for o in fitted),
         "delta_target": _quantiles([o.delta_target for o in looped]),
+        "delta_target_figures": _figures([o.delta_target for o in looped]),
         "delta_target_above_0.01": sum(o.delta_target > 0.01 for o in looped),
         "rounds": _quantiles([float(o.rounds) for o in looped]),
+        "rounds_figures": _figures([float(o.rounds) for o in looped]),
         "loop_not_converged": [o.name for o in looped if not o.loop_converged],
         "time_ratio": _quantiles(ratios),
+        "time_ratio_figures": _figures(ratios),
+        "cpu_ratio_figures": _figures(cpu_ratios),
         "time_ratio_at_most_2": sum(r <= 2.0 for r in ratios),
+        "cpu_ratio_at_most_2": sum(r <= 2.0 for r in cpu_ratios),
+        # The loop's own split: round 1 (the fit without correlations, on the joint the
+        # probes leave) against the plain build, and the loop against its round 1.
+        "round1_over_plain_figures": _figures([o.first_round_seconds / o.seconds_without for o in looped]),
+        "loop_over_round1_figures": _figures([o.loop_seconds / o.first_round_seconds for o in looped]),
+        "rest_share_figures": _figures([1.0 - o.first_round_seconds / o.loop_seconds for o in looped]),
+        "same_joint_cases": len(same_joint),
+        "same_joint_time_ratio_figures": _figures([o.seconds_with / o.seconds_without for o in same_joint]),
+        "grown_joint_time_ratio_figures": _figures([o.seconds_with / o.seconds_without for o in looped
+                                                    if o.cells_with != o.cells_without]),
+        "cells_growth_figures": _figures([o.cells_with / o.cells_without for o in looped]),
         "total_seconds_with": sum(o.seconds_with for o in looped),
         "total_seconds_without": sum(o.seconds_without for o in looped),
+        "total_first_round_seconds": sum(o.first_round_seconds for o in looped),
+        "total_cpu_with": sum(o.cpu_with for o in looped),
+        "total_cpu_without": sum(o.cpu_without for o in looped),
         "cases_with_loop": len(looped),
     }
 
@@ -215,8 +269,20 @@ def print_summary(backend: str, summary: dict) -> None:
           f"{s['delta_target_above_0.01']} of {s['cases_with_loop']} cases above 0.01")
     print(f"rounds: {s['rounds']}; loop not settled in: {s['loop_not_converged'] or 'none'}")
     print(f"time with / without correlations per case: {s['time_ratio']}; {s['time_ratio_at_most_2']} of "
-          f"{s['cases_with_loop']} at most 2x; total {s['total_seconds_with']:.1f} s vs "
+          f"{s['cases_with_loop']} at most 2x (CPU time: {_figure_line(s['cpu_ratio_figures'])}, "
+          f"{s['cpu_ratio_at_most_2']} at most 2x); total {s['total_seconds_with']:.1f} s vs "
           f"{s['total_seconds_without']:.1f} s")
+    print(f"round 1 / plain fit: {_figure_line(s['round1_over_plain_figures'])}; loop / its round 1: "
+          f"{_figure_line(s['loop_over_round1_figures'])}; share of the loop after round 1: "
+          f"{_figure_line(s['rest_share_figures'])}")
+    print(f"time ratio where the correlations leave the joint as it was ({s['same_joint_cases']} cases): "
+          f"{_figure_line(s['same_joint_time_ratio_figures'])}; where they grow it: "
+          f"{_figure_line(s['grown_joint_time_ratio_figures'])} (cells with / without: "
+          f"{_figure_line(s['cells_growth_figures'])})")
+
+
+def _figure_line(figures: dict) -> str:
+    return f"median {figures['median']:.3g}, p95 {figures['p95']:.3g}, max {figures['max']:.3g}"
 
 
 def warm_up() -> None:
@@ -226,39 +292,158 @@ def warm_up() -> None:
     DistributionBuilder(variables, estimates, backend="maxent").build(progress=False)
 
 
+def machine_facts() -> dict:
+    """CPU, cores and load average (1, 5, 15 min) now."""
+    import os
+    import platform
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load average": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def evenly_spaced(items: list, n: int) -> list:
+    """``n`` items spread over ``items`` (all of them when there are fewer)."""
+    if n >= len(items):
+        return list(items)
+    return [items[int(i * len(items) / n)] for i in range(n)]
+
+
+def run_pass(files: list[Path], backend: str, max_enumerated: int | None, quiet: bool) -> list[CorrelationOutcome]:
+    """Every case of ``files`` with ``backend``, printed as it goes."""
+    outcomes = []
+    for path in files:
+        outcome = run_case(path, backend, max_enumerated=max_enumerated)
+        outcomes.append(outcome)
+        if not quiet and outcome.status != "none":
+            print(f"{backend} {outcome.name:44s} {outcome.status:8s} corr {outcome.n_fitted}/{outcome.n_correlations} "
+                  f"rounds {outcome.rounds:3d} dP {outcome.delta_target:.4f} "
+                  f"t {outcome.seconds_with:.3f}/{outcome.seconds_without:.3f} s "
+                  f"(round 1 {outcome.first_round_seconds:.3f} s) {outcome.message}", flush=True)
+    return outcomes
+
+
+def render_section(data: dict) -> str:
+    """The ``correlations`` section of REPORT.md from the JSON this script writes."""
+    from render import markdown_table
+
+    def cell(figures: dict, key: str, digits: str = ".3g") -> str:
+        value = figures.get(key, float("nan"))
+        return "-" if value != value else format(value, digits)
+
+    def triple(figures: dict, digits: str = ".3g") -> list[str]:
+        return [cell(figures, "median", digits), cell(figures, "p95", digits), cell(figures, "max", digits)]
+
+    parts = [
+        "## Correlation estimates",
+        "Written by `python benchmarks/bench_correlations.py` (add `--smm-sample N` for smm): every shared case "
+        "with correlation estimates is built twice with the same backend, with every estimate (the correlation "
+        "loop of docs/correlations.md) and with the correlation estimates removed (the plain fit). Ratios are "
+        "per case: wall seconds of `build` with / without, the same in process CPU seconds (steadier while "
+        "other work shares the machine), and the loop's own split: its round 1 (the fit without correlations) "
+        "against the plain build, and the whole loop against its round 1. The correlations link variables no "
+        "other estimate joined, so from round 2 on maxent enumerates a larger joint (cells with / without); "
+        "the ratio is also given apart for the cases where the joint stays as it was.",
+    ]
+    for backend in ("maxent", "smm"):
+        run = data.get(backend)
+        if not run:
+            continue
+        s = run["summary"]
+        machine = run.get("machine", {})
+        parts.append(f"### {backend}")
+        parts.append(
+            f"{s['cases_with_correlations']} of {s['cases']} cases have correlation estimates; {s['fitted_cases']} "
+            f"fitted, {s['refused']} refused by the size guard, {len(s['errors'])} errors, {len(s['large'])} set "
+            f"aside with a linked joint above {run.get('max_enumerated') or 'no'} cells. Correlation estimates in the "
+            f"fitted cases: {s['correlations_in_fitted_cases']}, {s['fitted']} fitted, {s['skipped']} skipped with a "
+            f"reason {s['skip_kinds']}, {len(s['unaccounted'])} unaccounted. {s['cases_with_loop']} cases ran the loop; "
+            f"not settled: {', '.join(s['loop_not_converged']) or 'none'}. {run.get('date', '?')}, "
+            f"{machine.get('cpu', '?')} ({machine.get('cores', '?')} cores), load average at the start / end "
+            f"{run.get('load_start', '?')} / {run.get('load_end', '?')}, {run.get('seconds', float('nan')):.0f} s in all."
+        )
+        rows = [
+            ["time with / without correlations (wall)", *triple(s["time_ratio_figures"])],
+            ["time with / without correlations (CPU)", *triple(s["cpu_ratio_figures"])],
+            ["  where the joint stays as it was "
+             f"({s['same_joint_cases']} cases, wall)", *triple(s["same_joint_time_ratio_figures"])],
+            ["  where the correlations grow it (wall)", *triple(s["grown_joint_time_ratio_figures"])],
+            ["round 1 / plain fit (wall)", *triple(s["round1_over_plain_figures"])],
+            ["loop / its round 1 (wall)", *triple(s["loop_over_round1_figures"])],
+            ["share of the loop after round 1", *triple(s["rest_share_figures"])],
+            ["cells enumerated with / without correlations", *triple(s["cells_growth_figures"])],
+            ["rounds", *triple(s["rounds_figures"], "g")],
+            ["\\|fitted - target\\| correlation (one-sided for le/ge)", *triple(s["gap_figures"])],
+            ["\\|change in P(target)\\| from the correlations", *triple(s["delta_target_figures"])],
+        ]
+        parts.append(markdown_table(["per case", "median", "p95", "max"], rows))
+        parts.append(
+            f"At most 2x: {s['time_ratio_at_most_2']} of {s['cases_with_loop']} cases (wall), "
+            f"{s['cpu_ratio_at_most_2']} (CPU). Totals: {s['total_seconds_with']:.1f} s with, "
+            f"{s['total_seconds_without']:.1f} s without, of which round 1 {s['total_first_round_seconds']:.1f} s. "
+            f"Gaps: {s['gaps_below_0.01']} within 0.01, {s['gaps_above_0.05']} above 0.05 "
+            f"({s['unreached_warnings']} 'misses the target' warnings); {s['delta_target_above_0.01']} cases move "
+            "P(target) by more than 0.01."
+        )
+    return "\n\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import datetime
+    import json
+    import os
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of case JSON files")
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--max-enumerated", type=int, default=1_000_000,
                         help="set aside cases whose joint with correlations enumerates more cells")
-    parser.add_argument("--smm-sample", type=int, default=0, help="also fit this many cases with smm")
+    parser.add_argument("--smm-sample", type=int, default=0,
+                        help="also fit this many cases with smm (evenly spaced over those with fitted correlations)")
+    parser.add_argument("--skip-maxent", action="store_true",
+                        help="only the smm sample (drawn from the cases with correlation estimates), "
+                             "keeping the maxent figures --out already holds")
     parser.add_argument("--quiet", action="store_true", help="print only the summaries")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "correlations.json", help="figures as JSON")
+    parser.add_argument("--report", type=Path, default=HERE / "REPORT.md", help="REPORT.md to update")
+    parser.add_argument("--no-report", action="store_true", help="leave REPORT.md alone")
     args = parser.parse_args(argv)
     files = sorted(Path(args.cases).glob("*.json"))[: args.limit]
     warm_up()
-    outcomes = []
-    for path in files:
-        outcome = run_case(path, "maxent", max_enumerated=args.max_enumerated)
-        outcomes.append(outcome)
-        if not args.quiet and outcome.status != "none":
-            print(f"{outcome.name:48s} {outcome.status:8s} corr {outcome.n_fitted}/{outcome.n_correlations} "
-                  f"rounds {outcome.rounds:3d} dP {outcome.delta_target:.4f} "
-                  f"t {outcome.seconds_with:.3f}/{outcome.seconds_without:.3f} s {outcome.message}", flush=True)
-    summary = summarise(outcomes)
-    print_summary("maxent", summary)
-    status = 0 if not summary["unaccounted"] and not summary["errors"] else 1
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    status = 0
+
+    def record(backend: str, outcomes: list[CorrelationOutcome], started: float, load_start: str) -> dict:
+        summary = summarise(outcomes)
+        print_summary(backend, summary)
+        data[backend] = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine_facts(), "load_start": load_start, "load_end": machine_facts()["load average"],
+            "seconds": time.perf_counter() - started, "max_enumerated": args.max_enumerated,
+            "summary": summary, "cases": [attrs.asdict(o) for o in outcomes if o.status != "none"],
+        }
+        return summary
+
+    if args.skip_maxent:
+        candidates = [path for path in files if any(
+            e.estimate_type == "correlation" for e in load_problem(path).estimates)]
+    else:
+        started, load = time.perf_counter(), machine_facts()["load average"]
+        outcomes = run_pass(files, "maxent", args.max_enumerated, args.quiet)
+        summary = record("maxent", outcomes, started, load)
+        status = 0 if not summary["unaccounted"] and not summary["errors"] else 1
+        names = {o.name for o in outcomes if o.n_fitted}
+        candidates = [path for path in files if path.name in names]
     if args.smm_sample:
-        sample = [files[[p.name for p in files].index(o.name)] for o in outcomes if o.n_fitted][: args.smm_sample]
-        smm = []
-        for path in sample:
-            outcome = run_case(path, "smm")
-            smm.append(outcome)
-            if not args.quiet:
-                print(f"smm {outcome.name:44s} {outcome.status:8s} rounds {outcome.rounds:3d} "
-                      f"dP {outcome.delta_target:.4f} t {outcome.seconds_with:.1f}/{outcome.seconds_without:.1f} s "
-                      f"{outcome.message}", flush=True)
-        print_summary("smm", summarise(smm))
+        started, load = time.perf_counter(), machine_facts()["load average"]
+        smm = run_pass(evenly_spaced(candidates, args.smm_sample), "smm", args.max_enumerated, args.quiet)
+        record("smm", smm, started, load)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    if not args.no_report:
+        from sections import write_section
+
+        write_section(args.report, SECTION, render_section(data))
+    os.sys.stdout.flush()
     return status
 
 
