@@ -93,8 +93,28 @@ def normalise(potential: np.ndarray) -> tuple[np.ndarray, float]:
 def component_state(component: Component, lambdas: np.ndarray) -> ComponentState:
     """Normalised joint of one component and its scope marginals, each summed once."""
     probabilities, log_partition = normalise(log_potential(component, lambdas))
-    marginals = tuple(probabilities.sum(axis=group.summed_axes) for group in component.groups)
-    return ComponentState(probabilities, log_partition, marginals)
+    return ComponentState(probabilities, log_partition, scope_marginals_of(component, probabilities))
+
+
+def scope_marginals_of(component: Component, probabilities: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each group's scope marginal (axes ascending), the widest scopes first.
+
+    A scope inside one already summed (a variable of a pair scope, say) is summed from
+    that smaller table instead of from the whole joint, so the joint is passed over
+    once per scope no other contains; ``einsum`` does each pass.
+    """
+    n_axes = len(component.shape)
+    done: dict[tuple[int, ...], np.ndarray] = {}
+    for group in sorted(component.groups, key=lambda g: -len(g.axes)):
+        axes = tuple(sorted(group.axes))
+        if axes in done:
+            continue
+        source = min((kept for kept in done if set(axes) <= set(kept)), key=lambda kept: done[kept].size, default=None)
+        if source is None:
+            done[axes] = np.einsum(probabilities, list(range(n_axes)), list(axes))
+        else:
+            done[axes] = np.einsum(done[source], list(source), list(axes))
+    return tuple(done[tuple(sorted(group.axes))] for group in component.groups)
 
 
 def expectations(
