@@ -325,3 +325,38 @@ def test_first_round_probes_link_nothing():
         assert np.isclose(fitted.report_means[offset + j][0], expected, atol=1e-12)
     linked = build_dense_model(linearised_problem(compiled, [np.array([0.3, 0.3, 0.6, 0.4, 0.2])] * 2))
     assert len(linked.components) == 1 and not linked.detached
+
+
+def test_early_rounds_fit_loosely_and_the_answer_is_a_full_accuracy_fit(monkeypatch):
+    import calibrated_response_plugins.correlations as correlations
+
+    compiled, outcome = fit(MIXED)
+    history = outcome.info["history"]
+    # Round 2 starts from |h| of the fit without correlations, far above 100 x 1e-6: loosened.
+    assert history[1]["inner_tolerance"] is not None and history[1]["inner_tolerance"] <= correlations.LOOSEST_INNER
+    assert history[-1]["inner_tolerance"] is None and outcome.info["converged"]
+    assert outcome.fitted.converged and outcome.fitted.diagnostics["projected_gradient_norm"] <= MaxentConfig().gtol
+    monkeypatch.setattr(correlations, "TIGHT_WITHIN", float("inf"))
+    _, tight = fit(MIXED)
+    assert all(entry["inner_tolerance"] is None for entry in tight.info["history"])
+    # Both stop once the moments move less than 1e-6 in a round, at a contraction well below
+    # 1/2 per round: each is within a few 1e-6 of the fixed point.
+    np.testing.assert_allclose(backend_joint(outcome.fitted, len(compiled.domains)),
+                               backend_joint(tight.fitted, len(compiled.domains)), atol=1e-5)
+
+
+def test_inner_tolerance_is_a_forcing_term_on_backends_that_name_their_tolerance():
+    from calibrated_response_plugins.correlations import FORCING, LOOSEST_INNER, inner_tolerance, round_config
+
+    config = MaxentConfig()
+    assert inner_tolerance(config, 1e-2, 1e-6) == FORCING * 1e-2
+    assert inner_tolerance(config, 1.0, 1e-6) == LOOSEST_INNER
+    assert inner_tolerance(config, 5e-5, 1e-6) is None  # within 100 x correlation_tolerance: the backend's own
+    assert inner_tolerance(config, float("inf"), 1e-6) is None
+    assert inner_tolerance(MaxentConfig(gtol=1e-3), 1e-2, 1e-6) is None  # never tighter than the backend's own
+    assert round_config(config, 5e-5).gtol == 5e-5 and round_config(config, None) is config
+
+    class Unnamed:
+        gtol = 1e-8
+
+    assert inner_tolerance(Unnamed(), 1e-2, 1e-6) is None
