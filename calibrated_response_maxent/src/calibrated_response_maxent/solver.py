@@ -406,12 +406,21 @@ def polish(
 
 
 def variable_marginals(model: DenseModel, point: DualPoint) -> dict[str, np.ndarray]:
-    """``{name: state probabilities}`` for every variable, in variable order."""
+    """``{name: state probabilities}`` for every variable, in variable order.
+
+    Each is summed from the smallest scope marginal that holds it (the joint only for a
+    variable no scope names).
+    """
     marginals = {}
     for component, state in zip(model.components, point.components):
+        tables = {tuple(sorted(group.axes)): marginal for group, marginal in zip(component.groups, state.scope_marginals)}
         for axis, variable in enumerate(component.variables):
-            summed = axes_outside((axis,), len(component.shape))
-            marginals[model.problem.domains[variable].name] = state.probabilities.sum(axis=summed)
+            holder = min((axes for axes in tables if axis in axes), key=lambda axes: tables[axes].size, default=None)
+            if holder is None:
+                marginal = state.probabilities.sum(axis=axes_outside((axis,), len(component.shape)))
+            else:
+                marginal = tables[holder].sum(axis=tuple(i for i, kept in enumerate(holder) if kept != axis))
+            marginals[model.problem.domains[variable].name] = marginal
     return {name: marginals[name] for name in model.problem.names}
 
 
