@@ -10,7 +10,9 @@ fitted correlations' gaps to their targets, the change in P(target) the correlat
 make, the loop's rounds and its time against the plain fit. Cases where the correlations
 link components into an enumerated joint above ``--max-enumerated`` cells are set aside
 (``large``) and counted: the exact backend fits them, but each round then takes minutes.
-``--smm-sample N`` repeats it with ``smm`` on N cases with fitted correlations, evenly spaced.
+``--smm-sample N`` repeats it with ``smm`` on N cases with fitted correlations, evenly spaced,
+timing each build after an untimed one (its jit compilation of each layout is then cached;
+``--smm-cold`` times the first builds instead).
 
 Times: wall seconds of ``build`` and its process CPU seconds (steadier on a shared
 machine; maxent computes on one thread). Beside the issue's ratio (with / without
@@ -141,8 +143,12 @@ def skip_kind(skip: str) -> str:
 
 
 def run_case(path: Path, backend: str = "maxent", options: dict | None = None,
-             max_enumerated: int | None = None) -> CorrelationOutcome:
-    """Fit one case with and without its correlation estimates."""
+             max_enumerated: int | None = None, untimed_first: bool = False) -> CorrelationOutcome:
+    """Fit one case with and without its correlation estimates.
+
+    ``untimed_first``: build each once before the timed builds, so compilation a backend
+    caches within the process (smm's jit of each layout) counts in neither.
+    """
     problem = load_problem(path)
     correlation_ids = [e.id for e in problem.estimates if e.estimate_type == "correlation"]
     if not correlation_ids:
@@ -152,6 +158,9 @@ def run_case(path: Path, backend: str = "maxent", options: dict | None = None,
         return CorrelationOutcome(path.name, "large", len(correlation_ids), message=f"{cells:,} cells")
     plain = [e for e in problem.estimates if e.estimate_type != "correlation"]
     try:
+        if untimed_first:
+            timed_build(problem, problem.estimates, backend, options)
+            timed_build(problem, plain, backend, options)
         with_info, with_seconds, with_cpu = timed_build(problem, problem.estimates, backend, options)
         without_info, without_seconds, without_cpu = timed_build(problem, plain, backend, options)
     except ValueError as error:
@@ -308,11 +317,12 @@ def evenly_spaced(items: list, n: int) -> list:
     return [items[int(i * len(items) / n)] for i in range(n)]
 
 
-def run_pass(files: list[Path], backend: str, max_enumerated: int | None, quiet: bool) -> list[CorrelationOutcome]:
+def run_pass(files: list[Path], backend: str, max_enumerated: int | None, quiet: bool,
+             untimed_first: bool = False) -> list[CorrelationOutcome]:
     """Every case of ``files`` with ``backend``, printed as it goes."""
     outcomes = []
     for path in files:
-        outcome = run_case(path, backend, max_enumerated=max_enumerated)
+        outcome = run_case(path, backend, max_enumerated=max_enumerated, untimed_first=untimed_first)
         outcomes.append(outcome)
         if not quiet and outcome.status != "none":
             print(f"{backend} {outcome.name:44s} {outcome.status:8s} corr {outcome.n_fitted}/{outcome.n_correlations} "
@@ -344,13 +354,15 @@ def render_section(data: dict) -> str:
         "other estimate joined, so from round 2 on maxent enumerates a larger joint (cells with / without); "
         "the ratio is also given apart for the cases where the joint stays as it was.",
     ]
-    for backend in ("maxent", "smm"):
+    headings = {"maxent": "maxent", "smm": "smm (each build timed after an untimed one: jit compilation cached)",
+                "smm_cold": "smm, first builds (jit compilation of each layout included)"}
+    for backend, heading in headings.items():
         run = data.get(backend)
         if not run:
             continue
         s = run["summary"]
         machine = run.get("machine", {})
-        parts.append(f"### {backend}")
+        parts.append(f"### {heading}")
         parts.append(
             f"{s['cases_with_correlations']} of {s['cases']} cases have correlation estimates; {s['fitted_cases']} "
             f"fitted, {s['refused']} refused by the size guard, {len(s['errors'])} errors, {len(s['large'])} set "
@@ -402,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-maxent", action="store_true",
                         help="only the smm sample (drawn from the cases with correlation estimates), "
                              "keeping the maxent figures --out already holds")
+    parser.add_argument("--smm-cold", action="store_true",
+                        help="time smm's first builds (jit compilation included) instead of builds after an untimed one")
     parser.add_argument("--quiet", action="store_true", help="print only the summaries")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "correlations.json", help="figures as JSON")
     parser.add_argument("--report", type=Path, default=HERE / "REPORT.md", help="REPORT.md to update")
@@ -419,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine_facts(), "load_start": load_start, "load_end": machine_facts()["load average"],
             "seconds": time.perf_counter() - started, "max_enumerated": args.max_enumerated,
+            "untimed_first": backend == "smm" and not args.smm_cold,
             "summary": summary, "cases": [attrs.asdict(o) for o in outcomes if o.status != "none"],
         }
         return summary
@@ -435,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         candidates = [path for path in files if path.name in names]
     if args.smm_sample:
         started, load = time.perf_counter(), machine_facts()["load average"]
-        smm = run_pass(evenly_spaced(candidates, args.smm_sample), "smm", args.max_enumerated, args.quiet)
+        smm = run_pass(evenly_spaced(candidates, args.smm_sample), "smm", args.max_enumerated, args.quiet,
+                       untimed_first=not args.smm_cold)
         record("smm", smm, started, load)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, default=float) + "\n")
