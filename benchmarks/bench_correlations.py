@@ -396,6 +396,7 @@ def render_section(data: dict) -> str:
             f"({s['unreached_warnings']} 'misses the target' warnings); {s['delta_target_above_0.01']} cases move "
             "P(target) by more than 0.01."
         )
+    parts.extend(data.get("notes", []))
     return "\n\n".join(parts)
 
 
