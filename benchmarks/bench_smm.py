@@ -49,7 +49,8 @@ from calibrated_response_smm.features import build_layout, graph_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable
 from calibrated_response_smm.mcmc import kernels, sharding
 from calibrated_response_smm.targets import TableTargets
-from calibrated_response_smm.training import SMMModel, Static, init_state
+from calibrated_response_smm.step import Static, init_state
+from calibrated_response_smm.training import SMMModel
 from synthetic import smm_chunk_driver
 
 CASE = Path(__file__).resolve().parents[1] / "examples" / "problems" / "lumina_probiotic.json"  # 5 variables

@@ -324,9 +324,8 @@ def pgmax_runner(constraints: ConstraintSet, iterations: int) -> IterationRunner
 
 
 def smm_static(training, model, config):
-    """The smm engine's static settings, field by field from the model layout and the config."""
-    special = {"shape": model.layout.shape, "sweeps": config.mcmc_steps_per_iteration, "devices": model.devices}
-    return training.Static(**{name: special.get(name, getattr(config, name, None)) for name in training.Static._fields})
+    """The smm engine's static settings, as a fit of ``model`` with ``config`` compiles them."""
+    return training.make_static(model, config)[0]
 
 
 def smm_setup(constraints: ConstraintSet, options: dict | None = None):
@@ -341,29 +340,30 @@ def smm_setup(constraints: ConstraintSet, options: dict | None = None):
 
 def smm_runner(constraints: ConstraintSet, iterations: int) -> IterationRunner:
     """``iterations`` smm iterations (Gibbs sweeps of every chain, then a dual step) as one compiled chunk."""
-    from calibrated_response_smm import training
+    from calibrated_response_smm import step, training
 
-    config, _, objective, plan, static = smm_setup(constraints, {"chunk_size": iterations})
-    state = training.init_state(static, plan, objective, config.num_chains, training._seed(config.seed))
+    config, model, objective, plan, static = smm_setup(constraints, {"chunk_size": iterations})
+    state = step.init_state(static, plan, objective, config.num_chains, training._seed(config.seed))
     lrs = np.full(iterations, config.learning_rate, dtype=np.float32)
     averaging = np.zeros(iterations, dtype=np.float32)
     extra = {"chains": config.num_chains, "sweeps_per_iteration": config.mcmc_steps_per_iteration,
              "optimizer": config.optimizer}
-    return IterationRunner(smm_chunk_driver(static, plan, objective, state, lrs, averaging), iterations, extra)
+    return IterationRunner(smm_chunk_driver(static, plan, objective, state, lrs, averaging, model.program.pattern),
+                           iterations, extra)
 
 
-def smm_chunk_driver(static, plan, objective, state, lrs, averaging) -> Callable[[], Any]:
-    """A call running one ``training.run_chunk`` per call from the state the last one left.
+def smm_chunk_driver(static, plan, objective, state, lrs, averaging, pattern=None) -> Callable[[], Any]:
+    """A call running one ``step.run_chunk`` per call from the state the last one left.
 
     ``run_chunk`` takes over the buffers of the state it is given, so each call passes
     on the state the previous call returned; it returns ``(state, infos, sums)``.
     """
-    from calibrated_response_smm import training
+    from calibrated_response_smm import step
 
     carried = [state]
 
     def run():
-        carried[0], infos, total = training.run_chunk(static, plan, objective, carried[0], lrs, averaging)
+        carried[0], infos, total = step.run_chunk(static, plan, objective, pattern, carried[0], lrs, averaging)
         return carried[0], infos, total
 
     return run

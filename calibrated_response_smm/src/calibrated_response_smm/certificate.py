@@ -83,7 +83,7 @@ def _linearised(chain_means: np.ndarray, targets, lambdas: np.ndarray) -> tuple[
     """Per-chain contributions to the report-unit gradient ``[K, C]``, and its value ``[K]``.
 
     ``chain_means`` holds the constraints' features, then one denominator row per ratio
-    (as :func:`.training.spread_targets` lays them out). A ratio's report-unit gradient
+    (as :func:`.estimate.spread_targets` lays them out). A ratio's report-unit gradient
     ``(c - E[g] - s^2 lambda) / E[den]`` is linearised per chain, so the chains' spread
     gives its standard error with the denominator's error included.
     """
@@ -161,24 +161,23 @@ def _fresh_chains(static, plan, state, seed: int):
 def certify(model, config, static, plan, objective, state) -> Certificate | None:
     """Fresh sweeps at ``state``'s multipliers from continued and restarted chain groups; None
     for table targets (one multiplier per cell: no constraint report to certify)."""
+    from .estimate import ChainMeans, burn_in, observe, spread_targets, values_every_sweep
     from .targets import MomentObjective
-    from .training import _values_every_sweep, estimate_chunk, spread_targets
 
     if not isinstance(objective, MomentObjective) or state.x.shape[1] < 2 * GROUPS:
         return None
     every = max(int(config.scope_every), 1)
     state = _fresh_chains(static, plan, state, int(config.seed))
-    n_burn = math.ceil(BURN_IN_FACTOR * max(config.burn_in_sweeps, 1) / every)
-    state, *_ = estimate_chunk(static, plan, objective, None, 0, n_burn, every, False, None, state)
-    spread = model.program.spread
+    n_burn = BURN_IN_FACTOR * max(config.burn_in_sweeps, 1)
+    state = burn_in(static, plan, objective, state, n_burn, every)
+    reader = ChainMeans(model.program.spread, static.shape.n_states, values_every_sweep(objective))
     n_batch = math.ceil(config.final_sweeps / every)
-    _, _, _, _, values, _ = estimate_chunk(static, plan, objective, None, 0, n_batch, every, False, spread, state)
-    n_reads = n_batch * every if _values_every_sweep(objective) else n_batch
+    _, (values,) = observe(static, plan, objective, (reader,), n_batch, every, state)
     n_features = len(spread_targets(model.targets).constraints)
-    chain_means = np.asarray(host_get(values), np.float64)[:n_features] / n_reads
+    chain_means = reader.finalize(host_get(values), n_batch, every)[:n_features]
     lambdas = np.asarray(host_get(state.params), np.float64)[: len(model.targets.constraints)]
     return assess(chain_means, model.targets, lambdas, group_labels(chain_means.shape[1]),
-                  (n_burn + n_batch) * every)
+                  math.ceil(n_burn / every) * every + n_batch * every)
 
 
 def doubt_warning(certificate: Certificate, ids, limit: int = 5) -> str:

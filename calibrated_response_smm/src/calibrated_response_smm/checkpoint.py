@@ -2,7 +2,7 @@
 
 A fit's whole trajectory is a function of its state between two chunks: the chains,
 the multipliers, the optimiser state, the Polyak average, the random stream's seed
-and counter (all in :class:`~.training.TrainState`), the last chunk's accumulated
+and counter (all in :class:`~.step.TrainState`), the last chunk's accumulated
 sums (they pick the final estimate's scope factors), and on the host the schedule
 position and the history. :class:`FitCheckpoints` writes these every
 ``checkpoint_every`` chunks (and at the end of each phase) with orbax's

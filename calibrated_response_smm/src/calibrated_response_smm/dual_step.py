@@ -26,6 +26,7 @@ import optax
 from calibrated_response_plugins import dual
 
 from .config import OPTIMIZERS
+from .curvature import LocalCovariance, local_solve
 from .targets import MomentObjective, project
 
 LINE_SEARCH_STEPS = 2.0 ** -np.arange(8)  # 1, 1/2, ..., 1/128
@@ -36,7 +37,7 @@ class ChainStatistics(NamedTuple):
     """What the chains tell the Newton step (device pytree)."""
 
     values: jax.Array  # f32[K, C]: every chain's feature values
-    curvature: jax.Array  # f32[K, K] feature covariance, or f32[K] variances (diagonal system)
+    curvature: object  # f32[K, K] feature covariance, a LocalCovariance, or f32[K] variances
 
 
 def held_at_sign_bound(objective: MomentObjective, params, ascent):
@@ -48,12 +49,15 @@ def held_at_sign_bound(objective: MomentObjective, params, ascent):
 def newton_direction(objective: MomentObjective, params, grad, curvature, max_change: float | None = None):
     """Solve ``(Cov(g) + diag(s^2)) d = grad`` over the free multipliers, scaled to ``max_change``.
 
-    ``curvature`` a vector of variances: the diagonal system. The direction is scaled
+    ``curvature`` a vector of variances: the diagonal system; a
+    :class:`~.curvature.LocalCovariance`: the localised system, by conjugate gradients. The direction is scaled
     down as a whole so that no multiplier moves by more than ``max_change`` (a trust
     region: scaling keeps it a descent direction, where clipping entries would not).
     """
     free = ~held_at_sign_bound(objective, params, grad)
-    if curvature.ndim == 1:
+    if isinstance(curvature, LocalCovariance):
+        direction = local_solve(curvature, objective.s2, grad, free)
+    elif curvature.ndim == 1:
         direction = jnp.where(free, grad / (curvature + objective.s2 + 1e-6), 0.0)
     else:
         hessian = curvature + jnp.diag(objective.s2 + 1e-6)

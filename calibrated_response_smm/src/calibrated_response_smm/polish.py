@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from calibrated_response_plugins import dual
 
+from .curvature import HostPattern, host_matrix, host_solve
 from .targets import MomentTargets
 
 
@@ -86,29 +87,62 @@ def dual_hessian(targets: MomentTargets, table_moments, chain_cov) -> np.ndarray
     constraints = targets.constraints
     cov = np.array(chain_cov, np.float64)
     cov = 0.5 * (cov + cov.T)
-    by_factor: dict[int, list[int]] = {}
-    for k, c in enumerate(constraints):
-        by_factor.setdefault(c.factor_id, []).append(k)
-    for fid, members in by_factor.items():
-        m = np.asarray(table_moments[fid], np.float64)
-        g = np.stack([constraints[k].feature.reshape(-1) for k in members])  # [n, cells]
-        p = m.reshape(-1)
-        mean = g @ p
-        cov[np.ix_(members, members)] = (g * p) @ g.T - np.outer(mean, mean)
+    for members, block in factor_covariances(targets, table_moments).values():
+        cov[np.ix_(members, members)] = block
     values, vectors = np.linalg.eigh(cov)
     cov = (vectors * np.maximum(values, 0.0)) @ vectors.T
     return cov + np.diag([c.s2 for c in constraints])
 
 
-def newton_step(targets: MomentTargets, lambdas, table_moments, chain_cov) -> np.ndarray:
+def factor_covariances(targets: MomentTargets, table_moments) -> dict[int, tuple[list[int], np.ndarray]]:
+    """Per factor, its constraints and their exact feature covariance from the factor's table moment."""
+    constraints = targets.constraints
+    by_factor: dict[int, list[int]] = {}
+    for k, c in enumerate(constraints):
+        by_factor.setdefault(c.factor_id, []).append(k)
+    out = {}
+    for fid, members in by_factor.items():
+        p = np.asarray(table_moments[fid], np.float64).reshape(-1)
+        g = np.stack([constraints[k].feature.reshape(-1) for k in members])  # [n, cells]
+        mean = g @ p
+        out[fid] = (members, (g * p) @ g.T - np.outer(mean, mean))
+    return out
+
+
+def local_hessian(targets: MomentTargets, table_moments, pattern: HostPattern, variances, covariances):
+    """The tapered ``Cov(g) + diag(s^2)`` (sparse, :mod:`.curvature`): exact within each factor (taper 1
+    there), the chains' across factors; ``covariances`` come tapered."""
+    variances = np.array(variances, np.float64)
+    covariances = np.array(covariances, np.float64)
+    factor_of = np.array([c.factor_id for c in targets.constraints])
+    position = {}
+    for fid, (members, cov) in factor_covariances(targets, table_moments).items():
+        for i, k in enumerate(members):
+            variances[k] = cov[i, i]
+            position[k] = (fid, i, cov)
+    same = np.flatnonzero(factor_of[pattern.first] == factor_of[pattern.second])
+    for p in same:
+        fid, i, cov = position[int(pattern.first[p])]
+        covariances[p] = cov[i, position[int(pattern.second[p])][1]]
+    s2 = np.array([c.s2 for c in targets.constraints])
+    return host_matrix(pattern, np.maximum(variances, 0.0), covariances, s2)
+
+
+def newton_step(targets: MomentTargets, lambdas, table_moments, chain_cov, pattern: HostPattern | None = None) -> np.ndarray:
     """Multipliers after one full Newton step on the dual, projected onto the sign bounds.
 
-    Multipliers held at a bound stay out of the solve and do not move.
+    ``chain_cov`` is the chains' feature covariance ``[K, K]``, or with a ``pattern``
+    its localised form ``(variances [K], pattern covariances [P])`` (solved by
+    conjugate gradients, see :mod:`.curvature`). Multipliers held at a bound stay out
+    of the solve and do not move.
     """
     lam = np.asarray(lambdas, np.float64)
     s2 = np.array([c.s2 for c in targets.constraints])
     grad = targets.targets - feature_means(targets, table_moments) - s2 * lam
     free = ~held_at_bound(targets, lam, grad)
-    direction = dual.newton_direction(dual_hessian(targets, table_moments, chain_cov), -grad, free)
+    if pattern is not None:
+        direction = host_solve(local_hessian(targets, table_moments, pattern, *chain_cov), grad, free)
+    else:
+        direction = dual.newton_direction(dual_hessian(targets, table_moments, chain_cov), -grad, free)
     lower, upper = sign_bounds(targets)
     return dual.clip_to_bounds(lam + direction, lower, upper)

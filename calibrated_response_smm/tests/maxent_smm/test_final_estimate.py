@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from calibrated_response_plugins.constraints import ConstraintSet
 from calibrated_response_smm.adapters import graph_from_constraints
-from calibrated_response_smm import training
+from calibrated_response_smm import step, training
 from calibrated_response_smm.scope_moments import build_scope_plan
-from calibrated_response_smm.training import SMMModel, _chain_means, _chain_stderr
+from calibrated_response_smm.estimate import ChainMeans, chain_stderr, scope_chain_means
+from calibrated_response_smm.training import SMMModel
 from calibrated_response_plugins.testing import binary_domain
 from calibrated_response_plugins.testing import table_constraint as constraint
 from calibrated_response_smm.testing import assert_matches_brute_force, fit_constraints, rare_condition_problem
@@ -40,7 +41,7 @@ def locked_pairs_problem() -> ConstraintSet:
 @pytest.mark.parametrize("many_constraints", [False, True])
 def test_slow_mixing_extends_the_final_estimate(many_constraints, monkeypatch):
     if many_constraints:  # values read once per evaluation, variance-preconditioned steps, no polish
-        monkeypatch.setattr(training, "DENSE_NEWTON_MAX", 0)
+        monkeypatch.setattr(step, "DENSE_NEWTON_MAX", 0)
     problem = locked_pairs_problem()
     adapted, config, fit = fit_constraints(problem, num_chains=1024, seed=0)
     diagnostics = fit.diagnostics
@@ -70,10 +71,10 @@ def test_chain_stderr_is_the_spread_of_chain_averages(small_binary_problem):
     k = len(adapted.targets.constraints)
     values = rng.normal(size=(k, 64)) * 3.0  # sums over 3 reads
     uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
-    means = _chain_means(model, values, 3, None, 1, None)
+    means = ChainMeans(model.program.spread, model.layout.n_states, False).finalize(values, 3, 4)
     np.testing.assert_allclose(means, values / 3.0)
     expected = (values / 3.0).std(axis=1, ddof=1) / 8.0  # 64 chains
-    assert _chain_stderr(model, means, uniform) == pytest.approx(np.max(expected), rel=1e-12)
+    assert chain_stderr(model.targets, means, uniform) == pytest.approx(np.max(expected), rel=1e-12)
 
 
 def _one_ratio_model():
@@ -95,7 +96,7 @@ def test_chain_stderr_of_a_ratio_is_in_report_units():
     means[ratio] = np.arange(16.0)
     means[n] = 0.5  # a denominator equal in every chain adds nothing
     expected = np.arange(16.0).std(ddof=1) / 4.0 / p_condition
-    assert _chain_stderr(model, means, uniform) == pytest.approx(expected, rel=1e-12)
+    assert chain_stderr(model.targets, means, uniform) == pytest.approx(expected, rel=1e-12)
 
 
 def test_chain_stderr_of_a_ratio_counts_its_denominator():
@@ -111,7 +112,7 @@ def test_chain_stderr_of_a_ratio_counts_its_denominator():
     means[ratio] = 0.25  # g equal in every chain
     means[n] = den
     expected = abs(r_minus_t) * den.std(ddof=1) / 4.0 / p_condition
-    assert _chain_stderr(model, means, uniform) == pytest.approx(expected, rel=1e-12)
+    assert chain_stderr(model.targets, means, uniform) == pytest.approx(expected, rel=1e-12)
 
 
 def test_scope_factors_take_their_chain_means_from_the_scope_cells(small_binary_problem):
@@ -123,7 +124,7 @@ def test_scope_factors_take_their_chain_means_from_the_scope_cells(small_binary_
     rng = np.random.default_rng(1)
     chain_cells = rng.random((scope_plan.arrays["segment"].shape[0], 64)) * 5.0  # sums over 5 evaluations
     values = rng.normal(size=(len(constraints), 64))
-    means = _chain_means(model, values, 2, chain_cells, 5, scope_plan)
+    means = scope_chain_means(model.targets, values / 2.0, chain_cells / 5.0, scope_plan)
     cells = chain_cells[: constraints[pair].feature.size] / 5.0  # the factor's cells come first
     np.testing.assert_allclose(means[pair], constraints[pair].feature.reshape(-1) @ cells)
     others = [k for k, c in enumerate(constraints) if c.factor_id != constraints[pair].factor_id]
