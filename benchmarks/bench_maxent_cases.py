@@ -2,8 +2,8 @@
 
     python benchmarks/bench_maxent_cases.py [--cases DIR] [--limit N] [--max-states N]
 
-Importable: :func:`run_cases` returns one :class:`CaseOutcome` per file and
-:func:`summarise` the figures the script prints.
+The fits are :func:`cases_runner.run_cases`' records; :func:`summarise` gives the figures
+the script prints.
 """
 
 from __future__ import annotations
@@ -11,64 +11,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
-import attrs
-from calibrated_response_plugins import DistributionBuilder, load_problem
-
-from calibrated_response_maxent.model import count_joint_states
+from cases_runner import CaseResult, run_cases
 from harness import case_files, cases_directory
 from outcomes import status_counts
 
 DEFAULT_CASES = cases_directory()
+BACKEND = "maxent"
 
 
-@attrs.frozen
-class CaseOutcome:
-    """One case: ``status`` is ``fitted``, ``refused`` (size guard) or ``error``."""
-
-    name: str
-    status: str
-    n_states: int
-    seconds: float = 0.0
-    converged: bool = False
-    projected_gradient: float = float("nan")
-    message: str = ""
+def case_line(result: CaseResult) -> str:
+    """One case: name, status, joint size, seconds, projected gradient and the message."""
+    return (f"{result.case:48s} {result.status:8s} {result.info.get('n_states', 0):>12,d} states "
+            f"{result.seconds:8.3f} s  pg {result.info.get('projected_gradient_norm', float('nan')):.1e} "
+            f"{result.message}")
 
 
-def fit_case(path: Path, options: dict | None = None) -> CaseOutcome:
-    """Load, compile and fit one case through ``DistributionBuilder(backend="maxent")``."""
-    problem = load_problem(path)
-    builder = DistributionBuilder(problem.variables, problem.estimates, backend="maxent", config=options)
-    n_states = count_joint_states(builder.compile().n_states)
-    if n_states > builder.config.max_states:
-        return CaseOutcome(path.name, "refused", n_states)
-    started = time.perf_counter()
-    try:
-        _, info = builder.build(target_variable=problem.target_variable, progress=False)
-    except Exception as error:  # a benchmark reports failures instead of stopping at the first
-        return CaseOutcome(path.name, "error", n_states, time.perf_counter() - started, message=repr(error))
-    return CaseOutcome(
-        path.name, "fitted", n_states, time.perf_counter() - started, info["converged"],
-        info["diagnostics"]["projected_gradient_norm"],
-    )
-
-
-def run_cases(files: Iterable[Path], options: dict | None = None, echo: bool = False) -> list[CaseOutcome]:
-    """:func:`fit_case` for each file, optionally printing one line per case."""
-    outcomes = []
-    for path in files:
-        outcome = fit_case(path, options)
-        outcomes.append(outcome)
-        if echo:
-            print(f"{outcome.name:48s} {outcome.status:8s} {outcome.n_states:>12,d} states "
-                  f"{outcome.seconds:8.3f} s  pg {outcome.projected_gradient:.1e} {outcome.message}", flush=True)
-    return outcomes
-
-
-def summarise(outcomes: list[CaseOutcome]) -> dict[str, float | int]:
+def summarise(outcomes: list[CaseResult]) -> dict[str, float | int]:
     """Counts, and median / max seconds over the fitted cases."""
     fitted = [o for o in outcomes if o.status == "fitted"]
     times = [o.seconds for o in fitted]
@@ -87,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-states", type=int, default=None, help="the backend's size guard")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     args = parser.parse_args(argv)
-    options = None if args.max_states is None else {"max_states": args.max_states}
-    outcomes = run_cases(case_files(args.cases, args.limit), options, echo=not args.quiet)
+    configs = {} if args.max_states is None else {BACKEND: {"max_states": args.max_states}}
+    echo = None if args.quiet else (lambda row: print(case_line(row[BACKEND]), flush=True))
+    outcomes = run_cases(case_files(args.cases, args.limit), [BACKEND], configs, on_case=echo)
     summary = summarise(outcomes)
     print(
         f"maxent: {summary['fitted']} of {summary['cases']} cases fitted ({summary['converged']} converged), "

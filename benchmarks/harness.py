@@ -1,4 +1,7 @@
-"""What every case runner shares: where the real cases are, and the one |dP(target)| metric.
+"""What every case benchmark shares: where the real cases are, and the one |dP(target)| metric.
+
+The runner that fits cases with backends and measures them against ``maxent`` is
+:mod:`cases_runner`; this module stays the small part that needs no backend.
 
 Cases. ``benchmarks/cases/`` ships 12 of the project's real elicited problems, so the
 tests and a quick report run from a clone. The full set of 240 lives outside the

@@ -1,8 +1,8 @@
 """Measure: every backend on every case, and per-iteration / per-sweep timings on synthetic graphs.
 
 The numbers :mod:`render` turns into ``REPORT.md``; ``report.py`` is the command
-that runs both. Accuracy is against the exact ``maxent`` backend with the one
-``|ΔP(target)|`` metric of :mod:`harness`.
+that runs both. The case fits are :mod:`cases_runner`'s records; accuracy is against the
+exact ``maxent`` backend with the one ``|ΔP(target)|`` metric of :mod:`harness`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from calibrated_response_plugins import DistributionBuilder, load_problem
 from calibrated_response_plugins.registry import installed_backends
 
-from harness import target_value
+import cases_runner
+from cases_runner import REFERENCE, CaseResult, first_line, run_case, target_gap
 from outcomes import status_counts
 from synthetic import (
     backend_device,
@@ -39,81 +39,11 @@ from synthetic import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = "maxent"
 TIMING_REPEATS = 3
 GIBBS_SWEEPS = 10
 
 
-# --------------------------------------------------------------------------- one case
-
-
-@attrs.frozen
-class CaseResult:
-    """One backend on one case: ``status`` is ``fitted``, ``refused`` (size guard) or ``error``."""
-
-    case: str
-    backend: str
-    status: str
-    seconds: float = float("nan")
-    p_target: float = float("nan")
-    residuals: dict = attrs.field(factory=dict)
-    converged: bool = False
-    message: str = ""
-
-
-def target_probability(marginal: Sequence[float], bin_edges: Sequence[float], binary: bool) -> float:
-    """The project's one target metric (:func:`harness.target_value`): ``P(true)`` or the rescaled mean."""
-    return target_value(marginal, bin_edges, binary)
-
-
-def residual_scales(constraints) -> dict[str, float]:
-    """Per constraint id, the factor turning a report residual into [0, 1] units (a domain span or 1)."""
-    return {c.id: abs(float(c.report_scale)) or 1.0 for c in constraints.constraints}
-
-
-def scaled_residuals(report: Iterable[dict], scales: dict[str, float]) -> dict[str, float]:
-    """``{id: residual / scale}`` from an ``info["constraint_report"]``."""
-    return {row["id"]: float(row["residual"]) / scales.get(row["id"], 1.0) for row in report}
-
-
-def refusal(backend: str, config, constraints) -> str | None:
-    """The size-guard message of a backend with ``max_states`` when the joint is above it."""
-    max_states = getattr(config, "max_states", None)
-    if max_states is None:
-        return None
-    joint = math.prod(constraints.n_states)
-    return f"joint of {joint:,} states above max_states={max_states:,}" if joint > max_states else None
-
-
-def first_line(error: BaseException, limit: int = 160) -> str:
-    """``Type: message`` on one line, shortened."""
-    text = f"{type(error).__name__}: {error}".splitlines()[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def run_case(path: Path, backend: str) -> CaseResult:
-    """Fit one case with one backend (default configuration); failures become ``error`` results."""
-    problem = load_problem(path)
-    target = problem.target_variable or problem.variables[0].name
-    try:
-        builder = DistributionBuilder(problem.variables, problem.estimates, backend=backend)
-        constraints = builder.compile()
-        reason = refusal(backend, builder.config, constraints)
-        if reason:
-            return CaseResult(path.name, backend, "refused", message=reason)
-        started = time.perf_counter()
-        _, info = block(builder.build(target_variable=target, progress=False))
-        seconds = time.perf_counter() - started
-    except Exception as error:  # the report counts failures instead of stopping at the first
-        return CaseResult(path.name, backend, "error", message=first_line(error))
-    index = info["variable_names"].index(target)
-    binary = constraints.domains[index].kind == "binary"
-    return CaseResult(
-        path.name, backend, "fitted", seconds,
-        target_probability(info["marginals"][target], info["bin_edges_list"][index], binary),
-        scaled_residuals(info["constraint_report"], residual_scales(constraints)),
-        bool(info["converged"]),
-    )
+# --------------------------------------------------------------------------- cases
 
 
 def warm_up(path: Path, backends: Sequence[str]) -> None:
@@ -123,15 +53,12 @@ def warm_up(path: Path, backends: Sequence[str]) -> None:
 
 
 def run_cases(paths: Sequence[Path], backends: Sequence[str], progress: bool = True) -> list[CaseResult]:
-    """Every backend on every case, with a tqdm bar over cases."""
+    """Every backend on every case (:func:`cases_runner.run_cases`, default settings), with a tqdm bar."""
     from tqdm.auto import tqdm
 
-    results = []
     bar = tqdm(paths, desc="cases", unit="case", disable=not progress)
-    for path in bar:
-        for backend in backends:
-            bar.set_postfix_str(f"{path.stem} {backend}")
-            results.append(run_case(path, backend))
+    results = cases_runner.run_cases(bar, backends, on_case=lambda row: bar.set_postfix_str(
+        next(iter(row.values())).name))
     bar.close()
     return results
 
@@ -165,13 +92,10 @@ def accuracy(results: Sequence[CaseResult], backend: str, reference: str = REFER
         exact = ref.get(case)
         if result.status != "fitted" or exact is None or exact.status != "fitted":
             continue
-        delta = abs(result.p_target - exact.p_target)
+        delta = target_gap(result, exact)
         delta_p.append(delta)
         per_case.append((delta, case))
-        for key, value in result.residuals.items():
-            other = exact.residuals.get(key)
-            if other is None:
-                continue
+        for value, other in zip(result.residuals, exact.residuals):  # report order: ids repeat
             gap = abs(value - other)
             if math.isfinite(gap):
                 delta_r.append(gap)
