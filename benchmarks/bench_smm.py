@@ -47,7 +47,11 @@ from calibrated_response_plugins.io import load_problem
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.features import build_layout, graph_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable
-from calibrated_response_smm.mcmc import kernels, sharding
+from calibrated_response_smm.mcmc import sharding
+from calibrated_response_smm.mcmc.gibbs import GibbsState, build_kernel
+from calibrated_response_smm.mcmc.plan import build_plan
+from calibrated_response_smm.mcmc.stream import seed_words
+from calibrated_response_smm.mcmc.sweep import SWEEP_COMPILER_OPTIONS, make_rows
 from calibrated_response_smm.targets import TableTargets
 from calibrated_response_smm.step import Static, init_state
 from calibrated_response_smm.training import SMMModel
@@ -127,24 +131,24 @@ def sweep_runner(graph: FactorGraph, num_chains: int, n_sweeps: int) -> tuple[Ca
     """
     devices = sharding.chain_devices(None, num_chains, graph.n_vars)
     layout = build_layout(graph)
-    plan = kernels.build_plan(graph, layout, num_chains // devices).device()
+    plan = build_plan(graph, layout, num_chains // devices).device()
     theta = tuple(jnp.asarray(t) for t in graph_tables(layout, graph))
-    rows = kernels.make_rows(plan, layout.shape, theta)
-    seed = jnp.asarray(kernels.seed_words(0))
-    x = kernels.random_states(plan, seed, num_chains)
-    if devices > 1:
-        x = jax.device_put(x, sharding.chain_sharding(devices))
-    sweeps = jax.jit(
-        lambda plan, rows, x, c: sharding.run_sweeps(devices, plan, rows, x, seed, c, None, n_sweeps,
-                                                     accumulate=False)[0],
-        compiler_options=kernels.SWEEP_COMPILER_OPTIONS,
-    )
-    jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(0)))  # compile
+    rows = make_rows(plan, layout.shape, theta)
+
+    def kernel(plan):  # built inside the compiled functions: the plan is an argument, not a constant
+        return build_kernel(plan, layout.shape, n_sweeps, accumulate=False, devices=devices)
+
+    init = jax.jit(lambda plan, seed: kernel(plan).init(seed, num_chains))
+    sweeps = jax.jit(lambda plan, rows, state: kernel(plan).step(state, rows)[0].x,
+                     compiler_options=SWEEP_COMPILER_OPTIONS)
+    start = init(plan, jnp.asarray(seed_words(0)))
+    jax.block_until_ready(sweeps(plan, rows, start))  # compile
     calls = [0]
 
     def run():
         calls[0] += 1
-        return jax.block_until_ready(sweeps(plan, rows, x, jnp.uint32(calls[0])))
+        state = GibbsState(start.x, start.seed, jnp.uint32(calls[0]))
+        return jax.block_until_ready(sweeps(plan, rows, state))
 
     return run, devices
 
@@ -187,7 +191,7 @@ def large_iteration(sizes: dict | None = None):
     plan = model.plan.device()
     setup = time.perf_counter() - started
     static = Static(model.layout.shape, "adam", 1, 1.0, None, 1e4, 1e-3, model.devices)
-    state = init_state(static, plan, objective, config.num_chains, jnp.asarray(kernels.seed_words(0)))
+    state = init_state(static, plan, objective, config.num_chains, jnp.asarray(seed_words(0)))
     one = np.ones(1, np.float32) * config.learning_rate
     zero = np.zeros(1, np.float32)
     chunk = smm_chunk_driver(static, plan, objective, state, one, zero)

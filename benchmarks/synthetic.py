@@ -372,13 +372,11 @@ def smm_chunk_driver(static, plan, objective, state, lrs, averaging, pattern=Non
 def smm_gibbs_runner(constraints: ConstraintSet, sweeps: int) -> IterationRunner:
     """``sweeps`` chromatic Gibbs sweeps of every chain through ``PersistentBuffer`` (zero tables)."""
     from calibrated_response_smm import PersistentBuffer, graph_from_constraints
-    from calibrated_response_smm.mcmc.kernels import gibbs_kernel
 
     config = backend_config("smm")
     graph = graph_from_constraints(constraints).graph
     buffer = PersistentBuffer.initialize(graph, config.num_chains, rng=config.seed)
-    kernel = gibbs_kernel(config.temperature)
-    return IterationRunner(lambda: buffer.sample_step(graph, kernel=kernel, n_sweeps=sweeps).x, sweeps,
+    return IterationRunner(lambda: buffer.sample_step(graph, n_sweeps=sweeps, temperature=config.temperature).x, sweeps,
                            {"chains": config.num_chains})
 
 

@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .mcmc.kernels import random_states, seed_words
 from .distributed import host_get
+from .mcmc.stream import seed_words
+from .mcmc.sweep import random_states
 from .polish import held_at_bound
 
 GROUPS = 4

@@ -36,7 +36,8 @@ from .curvature import Pattern
 from .distributed import host_get
 from .features import LayoutShape, moment_rows_to_tables_host, unpad_tables
 from .mcmc.gibbs import GibbsState, build_kernel
-from .mcmc.kernels import SWEEP_COMPILER_OPTIONS, Accumulators, SweepPlan, make_rows, zero_accumulators
+from .mcmc.plan import SweepPlan
+from .mcmc.sweep import SWEEP_COMPILER_OPTIONS, Accumulators, make_rows, zero_accumulators
 from .polish import denominators, feature_means
 from .scope_moments import HostScopePlan, ScopePlan, cell_log_probabilities, chain_log_mean, flat_tables
 from .step import Static, TrainState, chain_curvature, factor_tables, values_every_sweep

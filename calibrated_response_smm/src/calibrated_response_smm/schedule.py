@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from . import checkpoint
-from .mcmc.kernels import zero_accumulators
+from .mcmc.sweep import zero_accumulators
 from .step import Static, TrainState, run_chunk
 
 HISTORY_KEYS = ("iteration", "max_error", "mean_error", "acceptance", "runtime", "averaging")

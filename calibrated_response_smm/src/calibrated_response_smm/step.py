@@ -25,7 +25,8 @@ from .diagnostics import max_moment_error, mean_moment_error
 from .dual_step import ChainStatistics, PolyakState, dual_transformation, held_at_sign_bound, polyak_init, polyak_update
 from .features import LayoutShape, moment_rows_to_tables
 from .mcmc.gibbs import GibbsKernel, GibbsState, build_kernel
-from .mcmc.kernels import SWEEP_COMPILER_OPTIONS, SweepPlan, make_rows, move_rate, zero_accumulators
+from .mcmc.plan import SweepPlan
+from .mcmc.sweep import SWEEP_COMPILER_OPTIONS, make_rows, move_rate, zero_accumulators
 from .targets import MomentObjective, ascent, chain_values, init_params, params_to_tables, project
 
 # The Newton step uses the chains' full feature covariance only for at most this many

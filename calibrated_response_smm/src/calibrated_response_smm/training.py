@@ -31,8 +31,9 @@ from .curvature import HostPattern, Pattern, sharing_pattern
 from .estimate import FinalEstimate, final_estimate, host_table_moments, rare_condition_factors, spread_targets
 from .features import TableLayout, build_layout, unpad_tables
 from .graph import FactorGraph
-from .mcmc.kernels import HostPlan, SweepPlan, build_plan, seed_words
+from .mcmc.plan import HostPlan, SweepPlan, build_plan
 from .mcmc.sharding import chain_devices
+from .mcmc.stream import seed_words
 from .polish import newton_step, scaled_gradient
 from .schedule import run_schedule
 from .scope_moments import HostScopePlan, build_scope_plan

@@ -21,27 +21,25 @@ import numpy as np  # noqa: E402
 from calibrated_response_plugins import DistributionBuilder  # noqa: E402
 from calibrated_response_plugins.io import load_problem  # noqa: E402
 from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables  # noqa: E402
-from calibrated_response_smm.mcmc import kernels, sharding  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-import test_kernels  # noqa: E402
+from calibrated_response_smm.mcmc.gibbs import build_kernel  # noqa: E402
+from calibrated_response_smm.mcmc.plan import build_plan  # noqa: E402
+from calibrated_response_smm.mcmc.stream import seed_words  # noqa: E402
+from calibrated_response_smm.mcmc.sweep import make_rows  # noqa: E402
+from calibrated_response_smm.testing import mixed_graph  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "problems" / "lumina_probiotic.json"
 
 
 def chains(num_chains: int = 512, n_sweeps: int = 30) -> dict:
     """Chain states and moments of the mixed test graph after ``n_sweeps`` split sweeps."""
-    graph = test_kernels.mixed_graph()
+    graph = mixed_graph()
     layout = build_layout(graph)
-    plan = kernels.build_plan(graph, layout, num_chains // N_DEVICES).device()  # blocks sized for one share
-    rows = kernels.make_rows(plan, layout.shape, tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
-    seed = jnp.asarray(kernels.seed_words(11))
-    x = kernels.random_states(plan, seed, num_chains)
-    if N_DEVICES > 1:
-        x = jax.device_put(x, sharding.chain_sharding(N_DEVICES))
-    run = jax.jit(lambda x: sharding.run_sweeps(N_DEVICES, plan, rows, x, seed, jnp.uint32(0),
-                                                kernels.zero_accumulators(layout.shape), n_sweeps))
-    x, acc = run(x)
+    plan = build_plan(graph, layout, num_chains // N_DEVICES).device()  # blocks sized for one share
+    rows = make_rows(plan, layout.shape, tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
+    kernel = build_kernel(plan, layout.shape, n_sweeps, devices=N_DEVICES)
+    state = jax.jit(kernel.init, static_argnums=1)(jnp.asarray(seed_words(11)), num_chains)
+    state, acc = jax.jit(kernel.step)(state, rows)
+    x = state.x
     moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))
     return {"x": np.asarray(x)[: graph.n_vars].tolist(), "moments": [np.asarray(m).tolist() for m in moments],
             "x_devices": len(x.sharding.device_set)}

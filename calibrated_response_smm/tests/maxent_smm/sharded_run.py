@@ -15,7 +15,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from calibrated_response_smm.adapters import constraint_means  # noqa: E402
 from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables  # noqa: E402
-from calibrated_response_smm.mcmc import kernels, sharding  # noqa: E402
+from calibrated_response_smm.mcmc import sharding  # noqa: E402
+from calibrated_response_smm.mcmc.gibbs import build_kernel  # noqa: E402
+from calibrated_response_smm.mcmc.plan import build_plan  # noqa: E402
+from calibrated_response_smm.mcmc.stream import seed_words  # noqa: E402
+from calibrated_response_smm.mcmc.sweep import make_rows  # noqa: E402
 
 from calibrated_response_plugins.testing import small_binary_problem  # noqa: E402
 from calibrated_response_smm.testing import fit_constraints, mixed_graph  # noqa: E402
@@ -25,17 +29,14 @@ def sweep_moments(num_chains: int = 1024, n_sweeps: int = 400):
     """Table moments and marginals of the mixed test graph from sweeps split across two devices."""
     graph = mixed_graph()
     layout = build_layout(graph)
-    plan = kernels.build_plan(graph, layout, num_chains // 2).device()
-    rows = kernels.make_rows(plan, layout.shape, tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
-    seed = jnp.asarray(kernels.seed_words(0))
-    x = jax.device_put(kernels.random_states(plan, seed, num_chains), sharding.chain_sharding(2))
-
-    @jax.jit
-    def run(x, counter):
-        return sharding.run_sweeps(2, plan, rows, x, seed, counter, kernels.zero_accumulators(layout.shape), n_sweeps)
-
-    x, _ = run(x, jnp.uint32(0))
-    x, acc = run(x, jnp.uint32(n_sweeps))
+    plan = build_plan(graph, layout, num_chains // 2).device()
+    rows = make_rows(plan, layout.shape, tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
+    kernel = build_kernel(plan, layout.shape, n_sweeps, devices=2)
+    state = jax.jit(kernel.init, static_argnums=1)(jnp.asarray(seed_words(0)), num_chains)
+    step = jax.jit(kernel.step)
+    state, _ = step(state, rows)
+    state, acc = step(state, rows)
+    x = state.x
     moments = unpad_tables(layout, graph, moment_rows_to_tables(layout.shape, acc.moments / acc.sweeps))
     halves = np.asarray(x)[: graph.n_vars].reshape(graph.n_vars, 2, num_chains // 2)
     return {

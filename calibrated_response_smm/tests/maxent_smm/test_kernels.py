@@ -9,8 +9,10 @@ import pytest
 from calibrated_response_smm.energy import energy, local_energy_delta
 from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable, greedy_colouring
-from calibrated_response_smm.mcmc import kernels
 from calibrated_response_smm.mcmc.buffer import PersistentBuffer
+from calibrated_response_smm.mcmc.plan import balanced_pivots, build_plan
+from calibrated_response_smm.mcmc.stream import seed_words
+from calibrated_response_smm.mcmc.sweep import make_rows, random_states, run_sweeps, zero_accumulators
 from calibrated_response_smm.testing import graph_joint, mixed_graph
 
 
@@ -37,19 +39,19 @@ def test_colouring_separates_neighbours():
 )
 def test_sweep_moments_match_enumeration(make_graph, num_chains, staged, monkeypatch):
     if staged:  # one stage per degree bucket, as large graphs get
-        monkeypatch.setattr(kernels, "STAGED_MIN_VARS", 0)
+        monkeypatch.setattr("calibrated_response_smm.mcmc.plan.STAGED_MIN_VARS", 0)
     graph = make_graph()
     layout = build_layout(graph)
-    plan = kernels.build_plan(graph, layout, num_chains).device()
+    plan = build_plan(graph, layout, num_chains).device()
     theta = tuple(jnp.asarray(t) for t in graph_tables(layout, graph))
-    rows = kernels.make_rows(plan, layout.shape, theta)
-    seed = jnp.asarray(kernels.seed_words(0))
-    x = kernels.random_states(plan, seed, num_chains)
+    rows = make_rows(plan, layout.shape, theta)
+    seed = jnp.asarray(seed_words(0))
+    x = random_states(plan, seed, num_chains)
     n_sweeps = 400 * 2048 // num_chains
 
     @jax.jit
     def run(x, counter):
-        return kernels.run_sweeps(plan, rows, x, seed, counter, kernels.zero_accumulators(layout.shape), n_sweeps)
+        return run_sweeps(plan, rows, x, seed, counter, zero_accumulators(layout.shape), n_sweeps)
 
     assert (len(plan.stages) > 1) == staged
     widths = {stage.states.shape[0] for stage in plan.stages}
@@ -77,7 +79,7 @@ def test_balanced_pivots_bound_every_variables_pivot_count():
         n = int(rng.integers(2, 40))
         scopes = rng.integers(0, n, size=(int(rng.integers(1, 120)), 2))
         scopes = scopes[scopes[:, 0] != scopes[:, 1]]  # repeated pairs stay: a graph may have them
-        pivot = kernels.balanced_pivots(scopes, n)
+        pivot = balanced_pivots(scopes, n)
         assert set(np.unique(pivot)) <= {0, 1}
         degree = np.bincount(scopes.reshape(-1), minlength=n)
         pivots = np.bincount(scopes[np.arange(len(scopes)), pivot], minlength=n)

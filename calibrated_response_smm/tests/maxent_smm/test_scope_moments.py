@@ -10,7 +10,9 @@ from calibrated_response_smm.adapters import constraint_means, graph_from_constr
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.features import build_layout, graph_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable
-from calibrated_response_smm.mcmc.kernels import build_plan, make_rows, random_states, run_sweeps, seed_words
+from calibrated_response_smm.mcmc.plan import build_plan
+from calibrated_response_smm.mcmc.stream import seed_words
+from calibrated_response_smm.mcmc.sweep import make_rows, random_states, run_sweeps
 from calibrated_response_smm.scope_moments import build_scope_plan, cell_log_probabilities, flat_tables, scope_cell_log_means
 from calibrated_response_smm.training import SMMModel, fit_model
 from calibrated_response_plugins.testing import exact_joint, scope_mean

@@ -1,7 +1,8 @@
 """Persistent chains with the seed's convenience API.
 
-``PersistentBuffer`` holds the chain bins of a fixed graph between calls; training uses
-the same pure functions (:mod:`.kernels`) inside its compiled loop.
+``PersistentBuffer`` holds the chain bins of a fixed graph between calls and steps
+them with the Gibbs kernel of :mod:`.gibbs`, which training also uses inside its
+compiled loop.
 """
 
 from __future__ import annotations
@@ -12,52 +13,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..features import build_layout, graph_tables
+from ..features import LayoutShape, build_layout, graph_tables
 from ..graph import FactorGraph
+from .gibbs import GibbsState, build_kernel
 from .hybrid import continuous_map, read_states
-from .kernels import (
-    SWEEP_COMPILER_OPTIONS,
-    build_plan,
-    gibbs_kernel,
-    make_rows,
-    random_states,
-    run_sweeps,
-    seed_words,
-    sweep_words,
-    zero_accumulators,
-)
+from .plan import SweepPlan, build_plan
+from .stream import seed_words, sweep_words
+from .sweep import SWEEP_COMPILER_OPTIONS, Rows, make_rows
 
-
-@functools.cache
-def default_kernel():
-    """The plain Gibbs ``(init, step)`` pair, built once.
-
-    ``_advance`` takes the step function as a static argument, so it compiles once
-    per distinct function object: a fresh ``gibbs_kernel()`` per call would compile
-    the sweep again on every call. A caller's own kernel is likewise built once and reused.
-    """
-    return gibbs_kernel()
-
-
-_random_states = jax.jit(random_states, static_argnums=2)
+# Each compiled function takes the plan as an argument and builds its kernel inside, so
+# buffers of graphs of the same shapes share one compilation.
 _make_rows = jax.jit(make_rows, static_argnums=1)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5), compiler_options=SWEEP_COMPILER_OPTIONS)
-def _advance(step, plan, rows, x, seed_counter, n_sweeps):
-    seed, counter = seed_counter
-
-    def body(x, i):
-        return step(plan, rows, x, seed, counter + i), None
-
-    x, _ = jax.lax.scan(body, x, jnp.arange(n_sweeps, dtype=jnp.uint32))
-    return x
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init(plan: SweepPlan, shape: LayoutShape, num_chains: int, seed) -> GibbsState:
+    return build_kernel(plan, shape).init(seed, num_chains)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4), compiler_options=SWEEP_COMPILER_OPTIONS)
-def _marginals(shape, plan, rows, x, n_sweeps, seed, counter):
-    x, acc = run_sweeps(plan, rows, x, seed, counter, zero_accumulators(shape), n_sweeps)
-    return x, acc.marginals / acc.sweeps
+@functools.partial(jax.jit, static_argnums=(1, 4, 5), compiler_options=SWEEP_COMPILER_OPTIONS)
+def _advance(plan: SweepPlan, shape: LayoutShape, rows: Rows, state: GibbsState, n_sweeps: int, temperature: float):
+    kernel = build_kernel(plan, shape, n_sweeps, temperature=temperature, accumulate=False)
+    return kernel.step(state, rows)[0]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 4), compiler_options=SWEEP_COMPILER_OPTIONS)
+def _marginals(plan: SweepPlan, shape: LayoutShape, rows: Rows, state: GibbsState, n_sweeps: int):
+    state, acc = build_kernel(plan, shape, n_sweeps).step(state, rows)
+    return state, acc.marginals / acc.sweeps
 
 
 class PersistentBuffer:
@@ -79,7 +62,10 @@ class PersistentBuffer:
         layout = build_layout(graph)
         plan = build_plan(graph, layout, num_chains).device()
         seed = jnp.asarray(seed_words(int(rng)))
-        return cls(graph, _random_states(plan, seed, num_chains), seed, layout, plan)
+        return cls(graph, _init(plan, layout.shape, num_chains, seed).x, seed, layout, plan)
+
+    def _state(self) -> GibbsState:
+        return GibbsState(self.x, self.seed, jnp.uint32(self.counter))
 
     def _rows_for(self, graph: FactorGraph):
         if self._tables_of is not graph:  # tables change only when the graph object does
@@ -88,17 +74,15 @@ class PersistentBuffer:
             self._tables_of = graph
         return self._rows
 
-    def sample_step(self, graph: FactorGraph | None = None, kernel=None, n_sweeps: int = 1, rng=None):
-        """Advance every chain by ``n_sweeps`` sweeps of ``kernel`` (default: Gibbs) at ``graph``'s tables.
+    def sample_step(self, graph: FactorGraph | None = None, n_sweeps: int = 1, rng=None, *, temperature: float = 1.0):
+        """Advance every chain by ``n_sweeps`` Gibbs sweeps at ``graph``'s tables divided by ``temperature``.
 
-        ``kernel`` is an ``(init, step)`` pair such as ``gibbs_kernel(temperature)``;
-        build it once and pass the same pair each call (each new one compiles anew).
+        ``rng``: a new stream seed for these and later sweeps (None: keep the stream).
         """
         graph = self.graph if graph is None else graph
         if rng is not None:
             self.seed = jnp.asarray(seed_words(int(rng)))
-        _, step = kernel or default_kernel()
-        self.x = _advance(step, self._plan, self._rows_for(graph), self.x, (self.seed, jnp.uint32(self.counter)), n_sweeps)
+        self.x = _advance(self._plan, self._layout.shape, self._rows_for(graph), self._state(), n_sweeps, temperature).x
         self.counter += n_sweeps
         return self
 
@@ -110,9 +94,8 @@ class PersistentBuffer:
     def marginals(self, n_sweeps: int = 50, graph: FactorGraph | None = None) -> list[np.ndarray]:
         """Rao-Blackwellised marginals per variable over the next ``n_sweeps`` sweeps."""
         graph = self.graph if graph is None else graph
-        self.x, marg = _marginals(
-            self._layout.shape, self._plan, self._rows_for(graph), self.x, n_sweeps, self.seed, jnp.uint32(self.counter)
-        )
+        state, marg = _marginals(self._plan, self._layout.shape, self._rows_for(graph), self._state(), n_sweeps)
+        self.x = state.x
         self.counter += n_sweeps
         marg = np.asarray(marg, np.float64)
         return [marg[i, :size] / marg[i, :size].sum() for i, size in enumerate(graph.sizes)]

@@ -1,8 +1,8 @@
 """The chromatic Gibbs sampler as a kernel: an ``init`` / ``step`` pair of pure functions.
 
 ``build_kernel`` closes over the static settings (sweep plan, sweeps per step,
-temperature, whether the Rao-Blackwellised sums are formed, how many local devices
-the chains are split across) and returns a :class:`GibbsKernel`:
+temperature, whether the Rao-Blackwellised sums are formed, how many devices the
+chains are split across) and returns a :class:`GibbsKernel`:
 
 - ``init(seed, num_chains) -> GibbsState``: chains drawn uniformly over each
   variable's states (the zero-multiplier model, exactly);
@@ -11,9 +11,10 @@ the chains are split across) and returns a :class:`GibbsKernel`:
   chain (zeros when not accumulating).
 
 Nothing is jitted inside: the caller jits the outermost loop (the training chunk,
-the final estimate). With ``devices > 1`` the step is the same sweep run on each
-device's share of the chains (:func:`.sharding.run_sweeps`); each chain's random
-stream is keyed by its global index, so the draws do not depend on the split.
+the final estimate). With ``devices > 1`` the one-device kernel is wrapped by
+:func:`.sharding.shard_kernel`, which runs its step on each device's share of the
+chains; each chain's random stream is keyed by its global index, so the draws do not
+depend on the split.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import jax.numpy as jnp
 
 from ..features import LayoutShape
 from . import sharding
-from .kernels import Accumulators, Rows, SweepPlan, random_states, zero_accumulators
+from .plan import SweepPlan
+from .stream import ChainSpan
+from .sweep import Accumulators, Rows, random_states, run_sweeps, zero_accumulators
 
 
 class GibbsState(NamedTuple):
@@ -38,8 +41,10 @@ class GibbsState(NamedTuple):
 
 
 class GibbsKernel(NamedTuple):
+    """``init(seed, num_chains)`` and ``step(state, rows)``; a one-device step also takes the chains' ``span``."""
+
     init: Callable[..., GibbsState]
-    step: Callable[[GibbsState, Rows], tuple[GibbsState, Accumulators]]
+    step: Callable[..., tuple[GibbsState, Accumulators]]
 
 
 def build_kernel(
@@ -55,15 +60,15 @@ def build_kernel(
 
     def init(seed, num_chains: int) -> GibbsState:
         x = random_states(plan, seed, num_chains)
-        if devices > 1:  # start split, as every step leaves them (no reshuffle)
-            x = jax.lax.with_sharding_constraint(x, sharding.chain_sharding(devices))
         return GibbsState(x, jnp.asarray(seed, jnp.uint32), jnp.zeros((), jnp.uint32))
 
-    def step(state: GibbsState, rows: Rows) -> tuple[GibbsState, Accumulators]:
-        x, acc = sharding.run_sweeps(
-            devices, plan, rows, state.x, state.seed, state.counter, zero_accumulators(shape), n_sweeps,
-            temperature=temperature, accumulate=accumulate,
+    def step(state: GibbsState, rows: Rows, span: ChainSpan | None = None) -> tuple[GibbsState, Accumulators]:
+        """``span``: the global indices of the chains in ``state.x`` (None: they are all the chains)."""
+        x, acc = run_sweeps(
+            plan, rows, state.x, state.seed, state.counter, zero_accumulators(shape), n_sweeps,
+            temperature=temperature, accumulate=accumulate, span=span,
         )
         return GibbsState(x, state.seed, state.counter + jnp.uint32(n_sweeps)), acc
 
-    return GibbsKernel(init, step)
+    kernel = GibbsKernel(init, step)
+    return kernel if devices == 1 else sharding.shard_kernel(kernel, devices, average=accumulate)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..graph import FactorGraph
-from .kernels import site_uniforms
+from .stream import site_uniforms
 
 
 class ContinuousMap(NamedTuple):

@@ -2,9 +2,10 @@
 
 Persistent chains are independent given the factor tables, so a sweep parallelises
 over chains with no communication; only the Rao-Blackwellised sums, which are chain
-averages, are averaged across devices once per :func:`run_sweeps` call. A chain's
-random stream is keyed by its global index (:class:`.kernels.ChainSpan`), so the
-draws are the same however many devices (or processes) the chains are split across.
+averages, are averaged across devices once per step. :func:`shard_kernel` wraps the
+one-device Gibbs kernel (:mod:`.gibbs`) so: each device runs its step on its share.
+A chain's random stream is keyed by its global index (:class:`.stream.ChainSpan`), so
+the draws are the same however many devices (or processes) the chains are split across.
 
 On a CPU, XLA runs one device's program on about one core (its intra-op threads
 mostly wait on each other in a sweep's many small steps), so the way to put every
@@ -16,13 +17,17 @@ compiles its first problem; on a GPU host the chains are split across the GPUs i
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from . import kernels
+from .stream import ChainSpan, check_stream_capacity
+
+if TYPE_CHECKING:
+    from .gibbs import GibbsKernel
 
 CHAIN_AXIS = "chains"
 # Below this many site updates per sweep (variables x chains) one device is faster:
@@ -59,9 +64,9 @@ def chain_devices(requested: int | None, num_chains: int, n_vars: int, n_multipl
     MAX_SHARDED_MULTIPLIERS``), lowered to a divisor of ``num_chains``; else exactly
     ``requested``, which must divide ``num_chains`` and not exceed the local devices.
     Raises ValueError where the chains' random streams would overflow
-    (:func:`.kernels.check_stream_capacity`).
+    (:func:`.stream.check_stream_capacity`).
     """
-    kernels.check_stream_capacity(n_vars, num_chains)
+    check_stream_capacity(n_vars, num_chains)
     available = jax.device_count()  # every process's devices (see .distributed)
     if jax.process_count() > 1:  # every process holds a share of the chains
         requested = available if requested is None else requested
@@ -96,29 +101,35 @@ def chain_sharding(n_devices: int):
     return jax.sharding.NamedSharding(_mesh(n_devices), PartitionSpec(None, CHAIN_AXIS))
 
 
-def run_sweeps(n_devices: int, plan, rows, x, seed, counter, acc, n_sweeps: int, *, temperature=1.0,
-               accumulate=True):
-    """:func:`.kernels.run_sweeps` with the chains split across ``n_devices`` devices.
+def shard_kernel(kernel: GibbsKernel, n_devices: int, *, average: bool = True) -> GibbsKernel:
+    """``kernel`` with the chains split across ``n_devices`` devices: each device steps its share.
 
-    Returns the chains (split) and ``acc`` plus the sweeps' sums averaged over all
-    chains, as one device would; one device runs :func:`.kernels.run_sweeps` itself.
+    ``kernel.step(state, rows, span)`` must step the chains ``span`` (global indices)
+    held by the columns of ``state.x``; the wrapped ``step(state, rows)`` gives each
+    device its columns and their span, the rest of the state and ``rows`` whole, and
+    with ``average`` averages the step's info (chain averages) across devices, as one
+    device would have computed it. ``init`` leaves the chains split, as every step does.
     """
-    if n_devices == 1:
-        return kernels.run_sweeps(plan, rows, x, seed, counter, acc, n_sweeps, temperature=temperature,
-                                  accumulate=accumulate)
-
-    def local(plan, rows, x, seed, counter, acc):
-        shard = jax.lax.axis_index(CHAIN_AXIS).astype(jnp.uint32)
-        span = kernels.ChainSpan(shard * x.shape[1], x.shape[1] * n_devices)  # this device's chains, globally
-        x, acc = kernels.run_sweeps(plan, rows, x, seed, counter, acc, n_sweeps, temperature=temperature,
-                                    accumulate=accumulate, span=span)
-        return x, jax.lax.pmean(acc, CHAIN_AXIS) if accumulate else acc
-
     split, whole = PartitionSpec(None, CHAIN_AXIS), PartitionSpec()
-    return jax.shard_map(
-        local,
-        mesh=_mesh(n_devices),
-        in_specs=(whole, whole, split, whole, whole, whole),
-        out_specs=(split, whole),
-        check_vma=False,  # the sweep's lax.cond mixes per-device and shared values
-    )(plan, rows, x, seed, counter, acc)
+
+    def init(seed, num_chains: int):
+        state = kernel.init(seed, num_chains)
+        return state._replace(x=jax.lax.with_sharding_constraint(state.x, chain_sharding(n_devices)))
+
+    def local(state, rows):
+        C = state.x.shape[1]
+        shard = jax.lax.axis_index(CHAIN_AXIS).astype(jnp.uint32)
+        state, info = kernel.step(state, rows, ChainSpan(shard * C, C * n_devices))  # this device's chains, globally
+        return state, jax.lax.pmean(info, CHAIN_AXIS) if average else info
+
+    def step(state, rows):
+        specs = jax.tree.map(lambda _: whole, state)._replace(x=split)
+        return jax.shard_map(
+            local,
+            mesh=_mesh(n_devices),
+            in_specs=(specs, whole),
+            out_specs=(specs, whole),
+            check_vma=False,  # the sweep's lax.cond mixes per-device and shared values
+        )(state, rows)
+
+    return kernel._replace(init=init, step=step)
