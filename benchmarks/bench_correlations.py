@@ -39,7 +39,10 @@ from calibrated_response_plugins import DistributionBuilder, load_problem
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DEFAULT_CASES = HERE.parents[0].parent / "shared" / "cases"
+
+from harness import cases_directory, is_binary_target, target_value  # noqa: E402
+
+DEFAULT_CASES = cases_directory()
 SECTION = "correlations"
 
 
@@ -70,14 +73,9 @@ class CorrelationOutcome:
     message: str = ""
 
 
-def target_probability(info: dict, target: str) -> float:
-    """P(true) for a binary target, else the histogram mean rescaled to [0, 1] by its domain."""
-    p = np.asarray(info["marginals"][target])
-    edges = np.asarray(info["bin_edges_list"][info["variable_names"].index(target)])
-    if p.shape[0] == 2 and list(edges) == [0.0, 0.5, 1.0]:
-        return float(p[1])
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    return float((p @ centres - edges[0]) / (edges[-1] - edges[0]))
+def target_probability(info: dict, target: str, binary: bool) -> float:
+    """The target's one number, :func:`harness.target_value` (P(true), or the rescaled mean)."""
+    return target_value(info["marginals"][target], info["bin_edges_list"][info["variable_names"].index(target)], binary)
 
 
 def gap(row: dict) -> float:
@@ -174,12 +172,12 @@ def run_case(path: Path, backend: str = "maxent", options: dict | None = None,
                        if s.split(":", 1)[0] in correlation_ids)
     rows = [row for row in with_info["constraint_report"] if row["estimate_type"] == "correlation"]
     loop = with_info.get("correlations", {})
-    target = problem.target_variable
+    target, binary = problem.target_variable, is_binary_target(problem)
     return CorrelationOutcome(
         path.name, "fitted", len(correlation_ids), n_fitted, n_skipped, unaccounted, skip_kinds,
         tuple(gap(row) for row in rows),
         sum("misses the target" in w for w in with_info["warnings"]),
-        abs(target_probability(with_info, target) - target_probability(without_info, target)),
+        abs(target_probability(with_info, target, binary) - target_probability(without_info, target, binary)),
         int(loop.get("rounds", 0)), bool(loop.get("converged", True)), with_seconds, without_seconds,
         with_cpu, without_cpu, float(loop.get("seconds", float("nan"))),
         float(loop.get("first_round_seconds", float("nan"))), cells, enumerated_cells(problem, False),

@@ -20,8 +20,9 @@ Continuous variables get ``max_bins`` 21 (the default) unless the dense joint wo
 ``JOINT_BUDGET`` states; then the largest bin count that fits, so every problem has an
 exact answer to compare against. The comparison fits each problem with ``maxent`` and
 the backend under test (default settings unless ``--set``) and reports, per problem,
-``|dP(target)|`` (binary target: ``P(true)``; continuous: largest bin difference), the
-largest marginal gap over every variable's bins, the residual gap
+``|dP(target)|`` (the one metric of the case benchmarks, :func:`harness.target_difference`:
+``P(true)`` of a binary target, the mean of a continuous one rescaled to [0, 1] by its
+domain), the largest marginal gap over every variable's bins, the residual gap
 ``max_k |scaled_residual - exact scaled_residual|``, both fit times, the ``converged``
 flag and the warnings; the summary gives median, p95 and max of each.
 
@@ -41,6 +42,11 @@ from typing import Any
 
 import attrs
 import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import target_difference  # noqa: E402
 
 TARGET_TOLERANCE = 0.01
 MARGINAL_TOLERANCE = 0.02
@@ -326,12 +332,12 @@ class StressOutcome:
         return not self.converged and bool(self.warnings)
 
 
-def target_gap(fitted, exact) -> float:
-    """``|dP(true)|`` for a binary target, max abs bin difference for a continuous one."""
-    a, b = np.asarray(fitted, np.float64), np.asarray(exact, np.float64)
-    if a.shape == (2,):
-        return float(abs(a[1] - b[1]))
-    return float(np.max(np.abs(a - b)))
+def target_gap(problem: StressProblem, fitted: dict, exact: dict) -> float:
+    """``|dP(target)|`` of two fits' ``info`` (:func:`harness.target_difference`, on the exact fit's bin edges)."""
+    target = problem.target_variable
+    edges = exact["bin_edges_list"][exact["variable_names"].index(target)]
+    binary = problem.variables[0]["type"] == "binary"
+    return target_difference(fitted["marginals"][target], exact["marginals"][target], edges, binary)
 
 
 def _finite_gap(a: float, b: float) -> float:
@@ -354,7 +360,6 @@ def compare(problem: StressProblem, backend: str = "smm", options: dict[str, Any
     """Fit ``problem`` with maxent and ``backend``; measure the gaps."""
     exact, exact_seconds = _fit(problem, "maxent", {})
     fitted, seconds = _fit(problem, backend, dict(options or {}))
-    target = problem.target_variable
     marginal_gap = max(
         float(np.max(np.abs(np.asarray(fitted["marginals"][name]) - np.asarray(p))))
         for name, p in exact["marginals"].items()
@@ -372,7 +377,7 @@ def compare(problem: StressProblem, backend: str = "smm", options: dict[str, Any
         n_joint_states=problem.n_joint_states,
         max_bins=problem.max_bins,
         tags=list(problem.tags),
-        target_gap=target_gap(fitted["marginals"][target], exact["marginals"][target]),
+        target_gap=target_gap(problem, fitted, exact),
         marginal_gap=marginal_gap,
         residual_gap=float(gaps[worst]) if gaps else 0.0,
         worst_constraint=rows[worst]["id"] if gaps else "",

@@ -62,7 +62,7 @@ def fit(model: Any, config: CoreConfig, progress: Progress | None) -> FitResult:
 
 
 @hookspec(firstresult=True)
-def refit(fitted: FitResult, model: Any, config: CoreConfig, progress: Callable[[int, int, dict], None] | None) -> FitResult | None:
+def refit(fitted: FitResult, model: Any, config: CoreConfig, progress: Progress | None) -> FitResult | None:
     """Fit ``model`` warm-started from ``fitted``; return a ``FitResult``, or None to decline.
 
     ``model`` is what ``compile_constraints`` returned for a problem with the same

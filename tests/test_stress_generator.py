@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import attrs
+import numpy as np
 import pytest
 
 from calibrated_response_plugins import CoreConfig, compile_problem
@@ -70,3 +71,43 @@ def test_summary_separates_flagged_from_silent_misses(stress):
     assert summary["target_gap"]["max"] == pytest.approx(0.1)
     assert "NOT flagged: 1" in stress.markdown(summary, "smm", {})
     assert attrs.asdict(outcomes[0])["seed"] == 1
+
+
+def test_target_gap_is_the_harness_metric(stress):
+    """``|dP(target)|`` is harness.target_difference: a continuous target's rescaled mean (a shift by one of
+    21 bins counts 1/21, not the largest bin's change of 1), a binary target's P(true)."""
+    problems = [stress.stress_problem(seed) for seed in range(6)]
+    by_type = {p.variables[0]["type"]: p for p in problems}
+    continuous, binary = by_type["continuous"], by_type["binary"]
+
+    def info(problem, marginal, edges):
+        name = problem.target_variable
+        return {"marginals": {name: list(marginal)}, "bin_edges_list": [list(edges)], "variable_names": [name]}
+
+    edges = np.linspace(100.0, 310.0, 22)
+    low, high = np.eye(21)[3], np.eye(21)[4]
+    assert stress.target_gap(continuous, info(continuous, high, edges), info(continuous, low, edges)) == \
+        pytest.approx(1 / 21)
+    fitted, exact = info(binary, [0.3, 0.7], [0.0, 0.5, 1.0]), info(binary, [0.4, 0.6], [0.0, 0.5, 1.0])
+    assert stress.target_gap(binary, fitted, exact) == pytest.approx(0.1)
+
+
+def test_compare_reads_the_target_from_the_fits(stress):
+    """The comparison runs end to end on a tiny problem (maxent against itself: every gap 0)."""
+    from calibrated_response_plugins import installed_backends
+
+    if "maxent" not in installed_backends():
+        pytest.skip("the maxent backend is not installed")
+    problem = stress.StressProblem(0, [
+        {"name": "x0_level", "description": "x", "type": "continuous", "lower_bound": 0.0, "upper_bound": 100.0},
+        {"name": "b1_event", "description": "b", "type": "binary"},
+    ], [
+        {"estimate_type": "expectation", "id": "e0", "variable": "x0_level", "expected_value": 30.0,
+         "relation": "eq", "sd": None, "n": None},
+        {"estimate_type": "probability", "id": "e1", "probability": 0.2, "relation": "eq", "sd": None, "n": None,
+         "proposition": {"proposition_type": "equality", "variable": "b1_event", "variable_type": "binary",
+                         "value": True}},
+    ], max_bins=7, tags=[])
+    outcome = stress.compare(problem, "maxent")
+    assert outcome.target_gap == outcome.marginal_gap == outcome.residual_gap == 0.0
+    assert outcome.within and outcome.n_joint_states == 14
