@@ -225,7 +225,8 @@ def zero_sums(plan: SweepPlan, S: int) -> tuple:
 def _pivot_moments(others, probs, n_cells: int):
     """``[b, P, n_cells, S]``: per pivot slot, the chains' conditionals summed by the others' cell.
 
-    A segment sum into a block-local table per slot (small enough to stay in cache).
+    A segment sum into a block-local table per slot (small enough to stay in cache);
+    a one-hot matrix product measured slower on CPU, binary and 21-state pivots alike.
     """
     b, P, C = others.shape
     S = probs.shape[-1]
@@ -244,6 +245,26 @@ def _widen(a, S: int):
     return a if w == S else jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, S - w)])
 
 
+def _pair_moments(blk: Stage, look: _Lookups, probs, S: int):
+    """The pair pivot slots' sums ``[b, P2, S, w]``.
+
+    A one-variable block (a wide variable, many chains) forms only the slots it
+    pivots (``lax.cond`` per slot): a stage's slot count is its busiest member's, and
+    most wide variables pivot few of their pairs or none (binary partners pivot them).
+    """
+    P2 = blk.pair_moment.shape[-1]
+    others = look.pair_other[:, :P2]
+    if others.shape[0] > 1 or P2 == 0:
+        return _pivot_moments(others, probs, S)
+    zeros = jnp.zeros((1, 1, S, probs.shape[-1]), probs.dtype)
+    slots = [
+        jax.lax.cond(blk.pair_pivot[0, p], lambda o: _pivot_moments(o, probs, S), lambda o: zeros,
+                     others[:, p : p + 1])
+        for p in range(P2)
+    ]
+    return jnp.concatenate(slots, axis=1)
+
+
 def block_sums(blk: Stage, look: _Lookups, probs, scale, S: int) -> StageSums:
     """A block's contribution (times ``scale``) to its stage's sums: ``[b, ...]`` slices, ``S`` wide.
 
@@ -252,7 +273,7 @@ def block_sums(blk: Stage, look: _Lookups, probs, scale, S: int) -> StageSums:
     """
     P1, P2, P3 = (m.shape[-1] for m in (blk.unary_moment, blk.pair_moment, blk.triple_moment))
     marginal = _widen(probs.sum(axis=1) * scale, S)  # [b, S]
-    pair = _widen(_pivot_moments(look.pair_other[:, :P2], probs, S) * scale, S)  # [b, P2, other, pivot]
+    pair = _widen(_pair_moments(blk, look, probs, S) * scale, S)  # [b, P2, other, pivot]
     pair = jnp.where(blk.pair_flip[..., None, None], jnp.swapaxes(pair, -1, -2), pair)  # M rows: [second, first]
     return StageSums(
         jnp.broadcast_to(marginal[:, None], (marginal.shape[0], P1, S)),
