@@ -162,7 +162,7 @@ def _fresh_chains(static, plan, state, seed: int):
 def certify(model, config, static, plan, objective, state) -> Certificate | None:
     """Fresh sweeps at ``state``'s multipliers from continued and restarted chain groups; None
     for table targets (one multiplier per cell: no constraint report to certify)."""
-    from .estimate import ChainMeans, burn_in, observe, spread_targets, values_every_sweep
+    from .estimate import ChainMeans, burn_in, observe, spread_targets
     from .targets import MomentObjective
 
     if not isinstance(objective, MomentObjective) or state.x.shape[1] < 2 * GROUPS:
@@ -171,7 +171,7 @@ def certify(model, config, static, plan, objective, state) -> Certificate | None
     state = _fresh_chains(static, plan, state, int(config.seed))
     n_burn = BURN_IN_FACTOR * max(config.burn_in_sweeps, 1)
     state = burn_in(static, plan, objective, state, n_burn, every)
-    reader = ChainMeans(model.program.spread, static.shape.n_states, values_every_sweep(objective))
+    reader = ChainMeans(model.program.spread, static.shape.n_states)
     n_batch = math.ceil(config.final_sweeps / every)
     _, (values,) = observe(static, plan, objective, (reader,), n_batch, every, state)
     n_features = len(spread_targets(model.targets).constraints)

@@ -80,15 +80,6 @@ def curvature_mode(n_constraints: int, num_chains: int, has_pattern: bool = True
     return "local" if has_pattern else "diagonal"
 
 
-def values_every_sweep(objective) -> bool:
-    """Whether the final estimate reads every chain's feature values after each sweep (else after each evaluation).
-
-    Above ``DENSE_NEWTON_MAX`` constraints only after each evaluation: ``[K, C]``
-    values per sweep would cost more than the sweep.
-    """
-    return objective.target.shape[0] <= DENSE_NEWTON_MAX
-
-
 def factor_tables(static: Static, objective, params):
     tables = params_to_tables(objective, params, static.shape)
     return tuple(jnp.clip(t, -static.logit_clip, static.logit_clip) for t in tables)

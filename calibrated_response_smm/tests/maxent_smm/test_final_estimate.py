@@ -69,11 +69,11 @@ def test_chain_stderr_is_the_spread_of_chain_averages(small_binary_problem):
     model = SMMModel.build(adapted.graph, adapted.targets, 64)
     rng = np.random.default_rng(0)
     k = len(adapted.targets.constraints)
-    values = rng.normal(size=(k, 64)) * 3.0  # sums over 3 reads
+    values = rng.normal(size=(k, 64)) * 12.0  # sums over 3 evaluations of 4 sweeps, read after each sweep
     uniform = [np.full(f.table_shape, 1.0 / f.parameters.size) for f in adapted.graph.factors]
-    means = ChainMeans(model.program.spread, model.layout.n_states, False).finalize(values, 3, 4)
-    np.testing.assert_allclose(means, values / 3.0)
-    expected = (values / 3.0).std(axis=1, ddof=1) / 8.0  # 64 chains
+    means = ChainMeans(model.program.spread, model.layout.n_states).finalize(values, 3, 4)
+    np.testing.assert_allclose(means, values / 12.0)
+    expected = (values / 12.0).std(axis=1, ddof=1) / 8.0  # 64 chains
     assert chain_stderr(model.targets, means, uniform) == pytest.approx(np.max(expected), rel=1e-12)
 
 
