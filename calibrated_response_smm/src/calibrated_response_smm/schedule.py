@@ -2,8 +2,9 @@
 
 Both phases run the compiled chunk of :mod:`.step` (``chunk_size`` iterations per
 call); between chunks Python reports progress, checks convergence (every moment
-error within ``tolerance`` plus three Monte Carlo standard errors on the last two
-iterations) and saves a checkpoint when asked. The averaging phase keeps a constant
+error within ``tolerance`` plus three Monte Carlo standard errors on the chunk's
+last two iterations, or on its only one when ``chunk_size`` is 1) and saves a
+checkpoint when asked. The averaging phase keeps a constant
 step for Newton (each iterate is then an independent noisy estimate of the optimum,
 which a constant step averages best) and a ``1 / sqrt(t)`` decay for first-order
 steps; its average replaces the multipliers at the end.
