@@ -8,17 +8,20 @@ exactly the couplings that make a fit slow: an ``E[X]`` and the ``P(X > t | B)``
 share ``X`` move the same mass, and a diagonal step lets them fight for many
 iterations and stop short of the optimum.
 
-Localisation keeps the covariance of every pair of constraints whose scopes share a
-variable and drops the rest, as an ensemble Kalman filter tapers its sample
-covariance: the Schur product ``Cov o T`` with the taper
-``T_kl = |scope_k & scope_l| / sqrt(|scope_k| |scope_l|)``, i.e. ``T = D^-1/2 B B^T D^-1/2``
-for the constraint-variable incidence ``B``. ``T`` is positive semi-definite with unit
-diagonal, so by the Schur product theorem the tapered covariance is too, and every
-step ascends the dual (a 0/1 mask would not be: dropping entries of a covariance can
-leave it indefinite). ``P`` pairs cost ``O(P C)`` to estimate and ``O(P)`` per product;
-the system is solved by conjugate gradients. Where a variable sits in more than
-``MAX_SHARED`` constraints only its pairs with the constraints on that variable alone
-are kept, so a hub does not add a quadratic number of pairs.
+Localisation keeps the chains' covariance of every pair of constraints whose scopes
+share a variable, at its full value, and drops the rest. Shrinking the kept entries
+instead (a Schur product with a positive semi-definite taper such as
+``|s_k & s_l| / sqrt(|s_k| |s_l|)``, which keeps the matrix semi-definite) makes two
+nearly collinear features look independent: the step along their difference, where
+the dual is flattest, comes out several times too short, and on a 1,000-variable
+synthetic tree the fit stopped 0.016 away from the exact marginals (0.008 with the
+entries kept whole). The masked matrix may be indefinite, so the system is solved by
+truncated conjugate gradients (Newton-CG): the iteration stops at the first search
+direction of non-positive curvature and returns the last iterate, which still ascends
+the dual (at the first, the preconditioned gradient). ``P`` pairs cost ``O(P C)`` to
+estimate and ``O(P)`` per product. Where a variable sits in more than ``MAX_SHARED``
+constraints only its pairs with the constraints on that variable alone are kept, so a
+hub does not add a quadratic number of pairs.
 """
 
 from __future__ import annotations
@@ -40,11 +43,10 @@ CG_TOLERANCE = 1e-4
 
 @attrs.frozen(eq=False)
 class HostPattern:
-    """Pairs ``(first[p], second[p])``, ``first < second``, of constraints that share a variable, with their taper."""
+    """Pairs ``(first[p], second[p])``, ``first < second``, of constraints that share a variable."""
 
     first: np.ndarray
     second: np.ndarray
-    taper: np.ndarray  # T_kl of the pair (module doc)
     n_constraints: int
 
     @property
@@ -56,15 +58,13 @@ class HostPattern:
         size = max(-(-self.n_pairs // PAIR_BLOCK), 1) * PAIR_BLOCK
         first = np.full(size, n_padded - 1, np.int32)
         second = np.full(size, n_padded - 1, np.int32)
-        taper = np.zeros(size, np.float32)
-        first[: self.n_pairs], second[: self.n_pairs], taper[: self.n_pairs] = self.first, self.second, self.taper
-        return Pattern(jnp.asarray(first), jnp.asarray(second), jnp.asarray(taper))
+        first[: self.n_pairs], second[: self.n_pairs] = self.first, self.second
+        return Pattern(jnp.asarray(first), jnp.asarray(second))
 
 
 class Pattern(NamedTuple):
     first: jax.Array  # i32[P]
     second: jax.Array  # i32[P]
-    taper: jax.Array  # f32[P]
 
 
 class LocalCovariance(NamedTuple):
@@ -73,11 +73,11 @@ class LocalCovariance(NamedTuple):
     variances: jax.Array  # f32[K]
     first: jax.Array  # i32[P]
     second: jax.Array  # i32[P]
-    covariances: jax.Array  # f32[P], tapered
+    covariances: jax.Array  # f32[P]
 
 
 def sharing_pattern(scopes: list[tuple[int, ...]]) -> HostPattern:
-    """The pairs of constraints (given by their scopes' variables) that share a variable, and their taper."""
+    """The pairs of constraints (given by their scopes' variables) that share a variable."""
     by_variable: dict[int, list[int]] = {}
     for k, scope in enumerate(scopes):
         for v in set(scope):
@@ -96,15 +96,12 @@ def sharing_pattern(scopes: list[tuple[int, ...]]) -> HostPattern:
     pairs = np.concatenate(chunks) if chunks else np.zeros((0, 2), np.int64)
     pairs = np.sort(pairs, axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    pairs, shared = np.unique(pairs, axis=0, return_counts=True)  # one row per shared variable
-    arity = np.array([len(set(scope)) for scope in scopes], np.float64)
-    taper = shared / np.sqrt(arity[pairs[:, 0]] * arity[pairs[:, 1]]) if pairs.size else np.zeros(0)
-    return HostPattern(pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32), taper.astype(np.float64),
-                       len(scopes))
+    pairs = np.unique(pairs, axis=0)  # a pair sharing two variables was listed twice
+    return HostPattern(pairs[:, 0].astype(np.int32), pairs[:, 1].astype(np.int32), len(scopes))
 
 
 def local_covariance(pattern: Pattern, values) -> LocalCovariance:
-    """Variances and tapered pattern covariances of per-chain feature values ``[K, C]``."""
+    """Variances and pattern covariances of per-chain feature values ``[K, C]``."""
     centred = values - values.mean(axis=1, keepdims=True)
     variances = jnp.mean(centred * centred, axis=1)
 
@@ -114,7 +111,7 @@ def local_covariance(pattern: Pattern, values) -> LocalCovariance:
 
     shape = (-1, PAIR_BLOCK)
     covariances = jax.lax.map(block, (pattern.first.reshape(shape), pattern.second.reshape(shape))).reshape(-1)
-    return LocalCovariance(variances, pattern.first, pattern.second, covariances * pattern.taper)
+    return LocalCovariance(variances, pattern.first, pattern.second, covariances)
 
 
 def local_product(curvature: LocalCovariance, diagonal, v):
@@ -125,10 +122,41 @@ def local_product(curvature: LocalCovariance, diagonal, v):
     return diagonal * v + off
 
 
-def local_solve(curvature: LocalCovariance, s2, grad, free):
-    """``(tapered Cov + diag(s^2)) d = grad`` on the free multipliers by Jacobi-preconditioned CG.
+def truncated_cg(product, rhs, diagonal, tol: float = CG_TOLERANCE, maxiter: int = CG_ITERATIONS):
+    """Jacobi-preconditioned conjugate gradients for ``A d = rhs``, stopped at non-positive curvature.
 
-    Falls back to the diagonal solution where CG's answer is not finite or, from
+    For a symmetric ``A`` that may be indefinite (Newton-CG): every iterate before the
+    first search direction ``p`` with ``p.A p <= 0`` has ``d.rhs > 0``; at that point
+    the last iterate is returned, or the preconditioned ``rhs`` if it comes first.
+    """
+    z0 = rhs / diagonal
+    limit = (tol * jnp.linalg.norm(rhs)) ** 2
+
+    def going(state):
+        _, r, _, _, i, stop = state
+        return (i < maxiter) & ~stop & (jnp.vdot(r, r) > limit)
+
+    def iterate(state):
+        d, r, p, rz, i, _ = state
+        ap = product(p)
+        curvature = jnp.vdot(p, ap)
+        negative = curvature <= 0.0
+        alpha = jnp.where(negative, 0.0, rz / jnp.where(negative, 1.0, curvature))
+        d = jnp.where(negative & (i == 0), z0, d + alpha * p)
+        r = r - alpha * ap
+        z = r / diagonal
+        rz_new = jnp.vdot(r, z)
+        p = z + (rz_new / jnp.where(rz == 0.0, 1.0, rz)) * p
+        return d, r, p, rz_new, i + 1, negative
+
+    state = (jnp.zeros_like(rhs), rhs, z0, jnp.vdot(rhs, z0), jnp.int32(0), jnp.bool_(False))
+    return jax.lax.while_loop(going, iterate, state)[0]
+
+
+def local_solve(curvature: LocalCovariance, s2, grad, free):
+    """``(local Cov + diag(s^2)) d = grad`` on the free multipliers by truncated CG (:func:`truncated_cg`).
+
+    Falls back to the diagonal solution where the answer is not finite or, from
     float32 rounding, does not ascend (``d . grad <= 0``).
     """
     diagonal = curvature.variances + s2 + 1e-6
@@ -137,8 +165,7 @@ def local_solve(curvature: LocalCovariance, s2, grad, free):
     def product(v):
         return jnp.where(free, local_product(curvature, diagonal, jnp.where(free, v, 0.0)), v)
 
-    solution, _ = jax.scipy.sparse.linalg.cg(product, rhs, tol=CG_TOLERANCE, maxiter=CG_ITERATIONS,
-                                             M=lambda r: r / diagonal)
+    solution = truncated_cg(product, rhs, diagonal)
     fallback = rhs / diagonal
     ascends = jnp.vdot(solution, rhs) > 0.0
     return jnp.where(ascends & jnp.all(jnp.isfinite(solution)), solution, fallback)
@@ -148,7 +175,7 @@ def local_solve(curvature: LocalCovariance, s2, grad, free):
 
 
 def host_matrix(pattern: HostPattern, variances, covariances, s2):
-    """The tapered ``Cov + diag(s^2)`` (``covariances`` already tapered) as a scipy sparse matrix (CSR)."""
+    """The local ``Cov + diag(s^2)`` as a scipy sparse matrix (CSR)."""
     from scipy import sparse
 
     k = pattern.n_constraints
@@ -158,26 +185,34 @@ def host_matrix(pattern: HostPattern, variances, covariances, s2):
     return sparse.csr_matrix((data, (rows, cols)), shape=(k, k))
 
 
-def host_solve(matrix, rhs, free) -> np.ndarray:
-    """The host counterpart of :func:`local_solve`: CG on the free block, diagonal fallback."""
-    from scipy.sparse.linalg import cg
-
+def host_solve(matrix, rhs, free, tol: float = 1e-8) -> np.ndarray:
+    """The host counterpart of :func:`local_solve` in float64: truncated CG on the free block, diagonal fallback."""
     free = np.asarray(free, bool)
-    reduced = matrix[free][:, free]
-    diagonal = reduced.diagonal()
     fallback = np.zeros_like(rhs)
-    fallback[free] = rhs[free] / diagonal
     if not free.any():
         return fallback
-    solution, _ = cg(reduced, rhs[free], rtol=1e-8, maxiter=10 * CG_ITERATIONS,
-                     M=_jacobi(diagonal))
+    reduced = matrix[free][:, free]
+    diagonal = reduced.diagonal()
+    b = rhs[free]
+    fallback[free] = b / diagonal
+    d, r = np.zeros_like(b), b.copy()
+    z = r / diagonal
+    p, rz = z.copy(), float(r @ z)
+    for i in range(10 * CG_ITERATIONS):
+        if float(r @ r) <= (tol * np.linalg.norm(b)) ** 2:
+            break
+        ap = reduced @ p
+        curvature = float(p @ ap)
+        if curvature <= 0.0:  # negative curvature: keep the last iterate (module doc)
+            if i == 0:
+                d = z
+            break
+        alpha = rz / curvature
+        d, r = d + alpha * p, r - alpha * ap
+        z = r / diagonal
+        rz, previous = float(r @ z), rz
+        p = z + (rz / previous) * p
     direction = np.zeros_like(rhs)
-    direction[free] = solution
+    direction[free] = d
     good = np.all(np.isfinite(direction)) and float(direction @ rhs) > 0.0
     return direction if good else fallback
-
-
-def _jacobi(diagonal):
-    from scipy.sparse.linalg import LinearOperator
-
-    return LinearOperator((diagonal.size, diagonal.size), matvec=lambda r: r / diagonal, dtype=np.float64)

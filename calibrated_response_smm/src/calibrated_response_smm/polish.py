@@ -110,8 +110,8 @@ def factor_covariances(targets: MomentTargets, table_moments) -> dict[int, tuple
 
 
 def local_hessian(targets: MomentTargets, table_moments, pattern: HostPattern, variances, covariances):
-    """The tapered ``Cov(g) + diag(s^2)`` (sparse, :mod:`.curvature`): exact within each factor (taper 1
-    there), the chains' across factors; ``covariances`` come tapered."""
+    """The local ``Cov(g) + diag(s^2)`` (sparse, :mod:`.curvature`): exact within each factor, the
+    chains' across factors sharing a variable."""
     variances = np.array(variances, np.float64)
     covariances = np.array(covariances, np.float64)
     factor_of = np.array([c.factor_id for c in targets.constraints])

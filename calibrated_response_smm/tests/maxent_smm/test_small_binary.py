@@ -26,13 +26,13 @@ def test_moments_and_marginals_match_brute_force(small_binary_problem):
 
 
 def test_local_newton_matches_brute_force(small_binary_problem, monkeypatch):
-    """The step many-constraint problems take: the covariance tapered to constraints sharing a variable."""
+    """The step many-constraint problems take: the covariance localised to constraints sharing a variable."""
     monkeypatch.setattr(step, "DENSE_NEWTON_MAX", 0)
     adapted, fit = _fit(small_binary_problem, num_chains=1024, seed=3)
     assert fit.diagnostics["curvature"] == "local"
-    # as above. Here every constraint is coupled to every other, so the taper drops real
-    # curvature: over seeds 0-5 the largest moment error was 0.004-0.011 (median 0.006),
-    # against 0.0004-0.005 for the dense step
+    # as above. Here every constraint is coupled to every other, so the localisation drops
+    # real curvature: over seeds 0-5 the largest moment error was 0.004-0.011 (median
+    # 0.006) with a shrinking taper, against 0.0004-0.005 for the dense step
     assert_matches_brute_force(small_binary_problem, adapted, fit, atol=0.012)
     # The certificate's tolerance (0.01 plus four standard errors) sits near this step's
     # residual gap, so on some device counts it declines; when it does it must name the
