@@ -109,6 +109,25 @@ def newton(objective: MomentObjective, max_change: float | None = None) -> optax
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+class DualStep(NamedTuple):
+    """A dual step as the engine runs it: the transformation, and what it asks of the engine."""
+
+    transformation: optax.GradientTransformationExtraArgs
+    uses_chains: bool  # ``update`` takes ``chains=ChainStatistics`` (values and curvature)
+    constant_averaging: bool  # the averaging phase keeps the step (each iterate an estimate of the optimum)
+
+
+def dual_step(name: str, objective, grad_clip: float | None) -> DualStep:
+    """The step ``name`` (one of :data:`OPTIMIZERS`) asks for; the one place a name is read.
+
+    The Newton step reads the chains and keeps a constant step while averaging (each
+    iterate is then an independent noisy estimate of the optimum, which a constant
+    step averages best); first-order steps decay as ``1 / sqrt(t)`` there.
+    """
+    newton_step = name == "newton"
+    return DualStep(dual_transformation(name, objective, grad_clip), newton_step, newton_step)
+
+
 def dual_transformation(name: str, objective, grad_clip: float | None) -> optax.GradientTransformationExtraArgs:
     """The transformation of the ascent direction that ``name`` (one of :data:`OPTIMIZERS`) asks for."""
     if name not in OPTIMIZERS:

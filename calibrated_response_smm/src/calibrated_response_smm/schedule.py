@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from . import checkpoint
+from .dual_step import dual_step
 from .mcmc.sweep import zero_accumulators
 from .step import Static, TrainState, run_chunk
 
@@ -48,16 +49,17 @@ def record(history, infos, start_iteration, seconds, averaging):
     history["averaging"].extend([bool(averaging)] * n)
 
 
-def averaging_steps(optimizer: str, lr: float, start: int, chunk: int) -> np.ndarray:
-    """The step of the averaging phase's iterations ``start .. start + chunk``."""
+def averaging_steps(constant: bool, lr: float, start: int, chunk: int) -> np.ndarray:
+    """The step of the averaging phase's iterations ``start .. start + chunk``: ``lr``, or ``lr / sqrt(1 + t)``."""
     t = np.arange(start, start + chunk)
-    return lr * (np.ones(chunk) if optimizer == "newton" else 1.0 / np.sqrt(1.0 + t))
+    return lr * (np.ones(chunk) if constant else 1.0 / np.sqrt(1.0 + t))
 
 
 def run_schedule(model, config, static: Static, state: TrainState, seed,
                  progress: Callable[[int, int, dict], None] | None = None, refit: bool = False) -> ScheduleResult:
     """Search, then average; resumes from a checkpoint of ``config.checkpoint_dir`` when there is one."""
     plan, objective, _, pattern = model.program
+    constant = dual_step(static.optimizer, objective, static.grad_clip).constant_averaging
     history = {k: [] for k in HISTORY_KEYS}
     chunk = config.chunk_size
     n_search = math.ceil(config.num_iterations / chunk)
@@ -101,7 +103,7 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
         if converged:
             break
     for c in range(at.average_chunks, n_average):
-        state, _, total = advance(state, averaging_steps(static.optimizer, lr, c * chunk, chunk), 1.0)
+        state, _, total = advance(state, averaging_steps(constant, lr, c * chunk, chunk), 1.0)
         at = at._replace(average_chunks=c + 1)
         if saver:
             saver.save(state, total, at, history, chunk_times, end_of_phase=c + 1 == n_average)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from .curvature import LocalCovariance, Pattern, local_covariance
 from .diagnostics import max_moment_error, mean_moment_error
-from .dual_step import ChainStatistics, PolyakState, dual_transformation, held_at_sign_bound, polyak_init, polyak_update
+from .dual_step import ChainStatistics, PolyakState, dual_step, held_at_sign_bound, polyak_init, polyak_update
 from .features import LayoutShape, moment_rows_to_tables
 from .mcmc.gibbs import GibbsKernel, GibbsState, build_kernel
 from .mcmc.plan import SweepPlan
@@ -120,19 +120,18 @@ def iteration(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     x = gibbs.x
     moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
     grad = ascent(objective, state.params, moments)
+    stepper = dual_step(static.optimizer, objective, static.grad_clip)
     extra = {}
     if isinstance(objective, MomentObjective):
         values = chain_values(objective, x, static.shape.n_states)
-        mode = static.curvature if static.optimizer == "newton" else "diagonal"
-        curvature = chain_curvature(objective, values, mode, pattern)
+        curvature = chain_curvature(objective, values, static.curvature if stepper.uses_chains else "diagonal", pattern)
         variance = variances_of(curvature)
-        if static.optimizer == "newton":
+        if stepper.uses_chains:
             extra["chains"] = ChainStatistics(values, curvature)
     else:
         flat = jnp.concatenate([m.reshape(-1) for m in moments])
         variance = flat * (1.0 - flat)
-    transformation = dual_transformation(static.optimizer, objective, static.grad_clip)
-    step, opt_state = transformation.update(grad, state.opt_state, state.params, **extra)
+    step, opt_state = stepper.transformation.update(grad, state.opt_state, state.params, **extra)
     params = project(objective, jax.tree.map(lambda p, s: p + lr * s, state.params, step))
     average, n_average = polyak_update(PolyakState(state.average, state.n_average), params, averaging)
 
@@ -152,7 +151,7 @@ def iteration(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
 def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed):
     """Uniform chains (exactly the zero-parameter model) and zero parameters."""
     params = init_params(objective)
-    opt_state = dual_transformation(static.optimizer, objective, static.grad_clip).init(params)
+    opt_state = dual_step(static.optimizer, objective, static.grad_clip).transformation.init(params)
     zeros = polyak_init(params).average
     x = kernel(static, plan, static.sweeps).init(seed, num_chains).x
     return TrainState(x, params, opt_state, zeros, jnp.zeros((), jnp.float32), seed, jnp.zeros((), jnp.uint32))

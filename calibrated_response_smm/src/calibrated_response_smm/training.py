@@ -28,6 +28,7 @@ import numpy as np
 from .certificate import certify
 from .config import SMMConfig
 from .curvature import HostPattern, Pattern, sharing_pattern
+from .dual_step import dual_step
 from .estimate import FinalEstimate, final_estimate, host_table_moments, rare_condition_factors, spread_targets
 from .features import TableLayout, build_layout, unpad_tables
 from .graph import FactorGraph
@@ -251,7 +252,7 @@ def fit_model(
         "devices": model.devices,
         "optimizer": static.optimizer,
         "optimizer_note": optimizer_note,
-        "curvature": static.curvature if static.optimizer == "newton" else None,
+        "curvature": static.curvature if dual_step(static.optimizer, objective, static.grad_clip).uses_chains else None,
         "local_pairs": model.pattern.n_pairs if model.pattern is not None else 0,
         "search_iterations": schedule.search_iterations,
         "averaging_iterations": schedule.averaging_iterations,
