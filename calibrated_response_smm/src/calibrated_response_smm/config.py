@@ -64,8 +64,9 @@ class SMMConfig(CoreConfig):
     :param mcmc_steps_per_iteration: Gibbs sweeps between two multiplier updates.
     :param learning_rate: step size (a damping factor for ``newton``).
     :param optimizer: ``newton`` (dual Newton step preconditioned by the chains'
-        feature covariance; by their variances alone above 1,024 constraints or with
-        fewer than 4 chains per constraint), ``adam`` or ``sgd``.
+        feature covariance; above 1,024 constraints or with fewer than 4 chains per
+        constraint, by its entries between constraints that share a variable, see
+        ``curvature``), ``adam`` or ``sgd``.
     :param grad_clip: largest change of one multiplier in one step (None: no limit):
         the Newton direction is scaled down as a whole to it before its line search,
         first-order steps are clipped entry by entry. A feature the chains never see has
