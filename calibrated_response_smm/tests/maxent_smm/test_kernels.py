@@ -10,7 +10,7 @@ from calibrated_response_smm.energy import energy, local_energy_delta
 from calibrated_response_smm.features import build_layout, graph_tables, moment_rows_to_tables, unpad_tables
 from calibrated_response_smm.graph import FactorGraph, SMMVariable, greedy_colouring
 from calibrated_response_smm.mcmc.buffer import PersistentBuffer
-from calibrated_response_smm.mcmc.plan import balanced_pivots, narrow_pivots, build_plan
+from calibrated_response_smm.mcmc.plan import balanced_pivots, build_plan
 from calibrated_response_smm.mcmc.stream import seed_words
 from calibrated_response_smm.mcmc.sweep import make_rows, random_states, run_sweeps, zero_accumulators
 from calibrated_response_smm.testing import graph_joint, mixed_graph
@@ -84,22 +84,6 @@ def test_balanced_pivots_bound_every_variables_pivot_count():
         degree = np.bincount(scopes.reshape(-1), minlength=n)
         pivots = np.bincount(scopes[np.arange(len(scopes)), pivot], minlength=n)
         assert np.all(pivots <= (degree + 1) // 2)
-
-
-def test_mixed_pairs_pivot_on_the_narrower_variable():
-    rng = np.random.default_rng(1)
-    n = 30
-    widths = np.where(rng.random(n) < 0.5, 2, 21)
-    scopes = rng.integers(0, n, size=(80, 2))
-    scopes = scopes[scopes[:, 0] != scopes[:, 1]]
-    pivot = narrow_pivots(scopes, widths, n)
-    w = widths[scopes]
-    mixed = w[:, 0] != w[:, 1]
-    assert np.all(w[mixed, pivot[mixed]] == 2)  # a binary partner carries every mixed pair's sums
-    same = ~mixed  # the others stay balanced among themselves (at most ceil(d / 2) pivots of d pairs)
-    degree = np.bincount(scopes[same].reshape(-1), minlength=n)
-    pivots = np.bincount(scopes[same][np.arange(same.sum()), pivot[same]], minlength=n)
-    assert np.all(pivots <= (degree + 1) // 2)
 
 
 def test_local_energy_delta_matches_full_energy():

@@ -146,27 +146,10 @@ def balanced_pivots(scopes: np.ndarray, n_vars: int) -> np.ndarray:
     return (np.asarray(entered[: len(first)]) == second).astype(np.int64)
 
 
-def narrow_pivots(scopes: np.ndarray, widths: np.ndarray, n_vars: int) -> np.ndarray:
-    """Scope position of each pair's pivot: the narrower variable where the widths differ, else balanced.
-
-    A pivot's Rao-Blackwellised sums cost its width times the other variable's states
-    per chain, and a binary variable's blocks are wide and cheap: a pair of a binary
-    and a 21-state variable pivoting on the binary one forms a tenth of the sums.
-    Pairs of equal widths are balanced among themselves (:func:`balanced_pivots`).
-    """
-    if widths is None or not len(scopes):
-        return balanced_pivots(scopes, n_vars)
-    w = np.asarray(widths)[scopes]
-    pivot = (w[:, 1] < w[:, 0]).astype(np.int64)
-    same = w[:, 0] == w[:, 1]
-    pivot[same] = balanced_pivots(scopes[same], n_vars)
-    return pivot
-
-
-def _slots(layout: TableLayout, arity: int, widths: np.ndarray | None = None) -> _Slots:
+def _slots(layout: TableLayout, arity: int) -> _Slots:
     """Every (factor, scope position) of the real factors of ``arity``, vectorised.
 
-    The pivot is scope position 0, or for pairs the :func:`narrow_pivots` one.
+    The pivot is scope position 0, or for pairs the :func:`balanced_pivots` one.
     """
     dummy, n = layout.dummy, layout.dummy + 1
     b = layout.buckets[arity - 1]
@@ -179,7 +162,7 @@ def _slots(layout: TableLayout, arity: int, widths: np.ndarray | None = None) ->
     others = np.concatenate(others, axis=0)  # [a * F, a - 1]
     o1 = others[:, 0] if arity == 3 else np.full(len(var), dummy)
     o2 = others[:, -1] if arity > 1 else np.full(len(var), dummy)
-    pivot = narrow_pivots(scopes, widths, n) if arity == 2 else np.zeros(len(real), np.int64)
+    pivot = balanced_pivots(scopes, n) if arity == 2 else np.zeros(len(real), np.int64)
     is_pivot = pos == np.tile(pivot, arity)
     moment = np.where(is_pivot, np.tile(b.moment_base[real], arity), layout.trash_row)
     flip = is_pivot & (pos == 1)
@@ -324,8 +307,8 @@ def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bo
     S = layout.n_states
     n = graph.n_vars
     colours = greedy_colouring(graph)
+    unaries, pairs, triples = _slots(layout, 1), _slots(layout, 2), _slots(layout, 3)
     widths = state_widths(graph.sizes, S) if n else np.zeros(0, np.int64)
-    unaries, pairs, triples = _slots(layout, 1), _slots(layout, 2, widths), _slots(layout, 3)
     keys = _stage_keys(pairs, triples, widths, staged=n >= STAGED_MIN_VARS)
     stages = []
     if n:

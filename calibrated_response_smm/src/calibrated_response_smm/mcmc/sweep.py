@@ -249,8 +249,8 @@ def _pair_moments(blk: Stage, look: _Lookups, probs, S: int):
     """The pair pivot slots' sums ``[b, P2, S, w]``.
 
     A one-variable block (a wide variable, many chains) forms only the slots it
-    pivots (``lax.cond`` per slot): a stage's slot count is its busiest member's, and
-    most wide variables pivot few of their pairs or none (binary partners pivot them).
+    pivots (``lax.cond`` per slot): a stage's slot count is its busiest member's, so
+    most of its members pad slots that they do not pivot.
     """
     P2 = blk.pair_moment.shape[-1]
     others = look.pair_other[:, :P2]
