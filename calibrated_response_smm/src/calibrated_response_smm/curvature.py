@@ -198,8 +198,9 @@ def host_solve(matrix, rhs, free, tol: float = 1e-8) -> np.ndarray:
     d, r = np.zeros_like(b), b.copy()
     z = r / diagonal
     p, rz = z.copy(), float(r @ z)
+    limit = (tol * np.linalg.norm(b)) ** 2
     for i in range(10 * CG_ITERATIONS):
-        if float(r @ r) <= (tol * np.linalg.norm(b)) ** 2:
+        if float(r @ r) <= limit:
             break
         ap = reduced @ p
         curvature = float(p @ ap)
