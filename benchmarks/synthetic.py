@@ -363,7 +363,7 @@ def smm_chunk_driver(static, plan, objective, state, lrs, averaging, pattern=Non
     carried = [state]
 
     def run():
-        carried[0], infos, total = step.run_chunk(static, plan, objective, pattern, carried[0], lrs, averaging)
+        carried[0], infos, total, _ = step.run_chunk(static, plan, objective, pattern, carried[0], lrs, averaging)
         return carried[0], infos, total
 
     return run

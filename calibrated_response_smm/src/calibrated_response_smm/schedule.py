@@ -2,9 +2,9 @@
 
 Both phases run the compiled chunk of :mod:`.step` (``chunk_size`` iterations per
 call); between chunks Python reports progress, checks convergence (every moment
-error within ``tolerance`` plus three Monte Carlo standard errors on the chunk's
-last two iterations, or on its only one when ``chunk_size`` is 1) and saves a
-checkpoint when asked. The averaging phase keeps a constant
+error, averaged over the chunk's last half of iterations, within ``tolerance``
+plus three Monte Carlo standard errors of one iteration; see :func:`.step.run_chunk`)
+and saves a checkpoint when asked. The averaging phase keeps a constant
 step for Newton (each iterate is then an independent noisy estimate of the optimum,
 which a constant step averages best) and a ``1 / sqrt(t)`` decay for first-order
 steps; its average replaces the multipliers at the end.
@@ -37,6 +37,7 @@ class ScheduleResult(NamedTuple):
     averaging_iterations: int
     history: dict
     chunk_times: list
+    autocorrelation: float | None  # the last chunk's autocorrelation time in sweeps (None: no chunk ran)
 
 
 def record(history, infos, start_iteration, seconds, averaging):
@@ -69,13 +70,16 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
     converged = False
     done = 0
     chunk_times: list[float] = []
+    autocorrelation: list[float] = []
 
     def advance(state, lrs, averaging):
         nonlocal done
         t0 = time.perf_counter()
-        state, infos, total = run_chunk(static, plan, objective, pattern, state, np.asarray(lrs, np.float32),
-                                        zeros + averaging)
-        infos, total = jax.device_get((infos, total))
+        result = run_chunk(static, plan, objective, pattern, state, np.asarray(lrs, np.float32), zeros + averaging)
+        state = result.state
+        infos, total, verdict, tau = jax.device_get((result.infos, result.total, result.converged,
+                                                     result.autocorrelation))
+        autocorrelation.append(float(tau))
         seconds = time.perf_counter() - t0
         chunk_times.append(seconds)
         record(history, infos, done, seconds, averaging)
@@ -83,7 +87,7 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
         if progress is not None:
             metrics = {"max_error": float(infos.max_error[-1]), "mean_error": float(infos.mean_error[-1])}
             progress(done, (n_search + n_average) * chunk, metrics)
-        return state, infos, total
+        return state, infos, total, bool(verdict)
 
     total = None
     at = checkpoint.Position()
@@ -93,17 +97,14 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
         state, total, at, history, chunk_times = restored
         converged, done = at.converged, (at.search_chunks + at.average_chunks) * chunk
     for k in range(at.search_chunks, 0 if at.converged else n_search):
-        state, infos, total = advance(state, zeros + lr, 0.0)
-        # the chunk's last two iterations both pass (one can pass by Monte Carlo luck);
-        # a one-iteration chunk has only one, and that one decides
-        converged = bool(infos.converged[-1]) and bool(infos.converged[-2] if chunk > 1 else True)
+        state, infos, total, converged = advance(state, zeros + lr, 0.0)
         at = at._replace(search_chunks=k + 1, converged=converged)
         if saver:
             saver.save(state, total, at, history, chunk_times, end_of_phase=converged or k + 1 == n_search)
         if converged:
             break
     for c in range(at.average_chunks, n_average):
-        state, _, total = advance(state, averaging_steps(constant, lr, c * chunk, chunk), 1.0)
+        state, _, total, _ = advance(state, averaging_steps(constant, lr, c * chunk, chunk), 1.0)
         at = at._replace(average_chunks=c + 1)
         if saver:
             saver.save(state, total, at, history, chunk_times, end_of_phase=c + 1 == n_average)
@@ -112,5 +113,5 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
     if n_average:
         state = state._replace(params=state.average)
     return ScheduleResult(state, total, converged, done, at.search_chunks * chunk, n_average * chunk, history,
-                          chunk_times)
+                          chunk_times, autocorrelation[-1] if autocorrelation else None)
 

@@ -121,7 +121,7 @@ def iteration(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     moments = moment_rows_to_tables(static.shape, acc.moments / acc.sweeps)
     grad = ascent(objective, state.params, moments)
     stepper = dual_step(static.optimizer, objective, static.grad_clip)
-    extra = {}
+    extra, values = {}, None
     if isinstance(objective, MomentObjective):
         values = chain_values(objective, x, static.shape.n_states)
         curvature = chain_curvature(objective, values, static.curvature if stepper.uses_chains else "diagonal", pattern)
@@ -140,11 +140,58 @@ def iteration(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     info = IterationInfo(
         max_error=max_moment_error(residual),
         mean_error=mean_moment_error(residual),
-        converged=jnp.all(jnp.abs(residual) <= static.tolerance + 3.0 * stderr),
+        converged=within_tolerance(static, residual, stderr),
         acceptance=move_rate(plan, acc),
     )
     new_state = TrainState(x, params, opt_state, average, n_average, state.seed, state.counter + static.sweeps)
-    return new_state, info, acc
+    return new_state, info, acc, Measured(residual, stderr, values, variance)
+
+
+class Measured(NamedTuple):
+    """What one iteration measured, for the chunk's verdict and its autocorrelation time."""
+
+    residual: jax.Array  # f32[K']: the residuals that count toward convergence
+    stderr: jax.Array  # f32[K']: their Monte Carlo standard errors
+    values: jax.Array | None  # f32[K, C]: every chain's feature values (moment targets)
+    variance: jax.Array  # f32[K'] (moment targets: [K]): the features' variance over chains
+
+
+class ChunkResult(NamedTuple):
+    """What :func:`run_chunk` returns (device pytree)."""
+
+    state: TrainState
+    infos: IterationInfo  # one entry per iteration
+    total: Any  # Rao-Blackwellised sums of every sweep in the chunk
+    converged: jax.Array  # bool[]: the chunk's verdict (see run_chunk)
+    autocorrelation: jax.Array  # f32[]: integrated autocorrelation time in sweeps (see autocorrelation_time)
+
+
+def autocorrelation_time(value_sums, variance_sums, n_iterations: int, sweeps: int):
+    """Largest integrated autocorrelation time, in sweeps, of any feature over a chunk (0: not measured).
+
+    A chain's average of ``n`` readings (one per iteration, ``sweeps`` apart) varies
+    over chains by ``tau_k / n`` times a single reading's variance, where ``tau_k`` is
+    feature ``k``'s integrated autocorrelation time in readings: ``tau_k = n
+    Var_chains(mean_k) / mean Var_chains(g_k)``. Features that do not vary (below
+    1e-8) are left out. A reading every ``sweeps`` sweeps counts ``sweeps`` sweeps
+    per reading, so chains that decorrelate within one sweep read as ``sweeps``
+    (an upper bound). The multipliers' changes over the chunk move every chain
+    alike and do not enter the spread over chains. The estimate cannot exceed about
+    ``n``: a value near it means the chains did not decorrelate within the chunk.
+    """
+    if value_sums is None:
+        return jnp.zeros((), jnp.float32)
+    means = value_sums / n_iterations
+    between = jnp.var(means, axis=1)
+    within = variance_sums / n_iterations
+    varies = within > 1e-8
+    tau = jnp.where(varies, n_iterations * between / jnp.where(varies, within, 1.0), 0.0)
+    return jnp.max(tau, initial=0.0) * sweeps
+
+
+def within_tolerance(static: Static, residual, stderr):
+    """Every residual within ``tolerance`` plus three of its Monte Carlo standard errors."""
+    return jnp.all(jnp.abs(residual) <= static.tolerance + 3.0 * stderr)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -161,8 +208,15 @@ def init_state(static: Static, plan: SweepPlan, objective, num_chains: int, seed
 def run_chunk(static: Static, plan: SweepPlan, objective, pattern, state: TrainState, lrs, averaging):
     """``len(lrs)`` iterations under ``lax.scan``.
 
-    Returns the new state, per-iteration :class:`IterationInfo`, and the
-    Rao-Blackwellised sums of every sweep in the chunk. ``pattern`` is the local
+    Returns the new state, per-iteration :class:`IterationInfo`, the
+    Rao-Blackwellised sums of every sweep in the chunk, and the chunk's verdict:
+    whether the residuals averaged over its last half of iterations are all within
+    tolerance (:func:`within_tolerance`, with one iteration's standard errors). A
+    full Newton step leaves each iterate off the optimum by the last iteration's
+    noise, so one iterate's residuals carry about twice the noise variance and, among
+    thousands of constraints, some pass ``3`` standard errors by chance nearly every
+    iteration; along the iterations that noise cancels (each step undoes the last
+    one's error) while a residual that persists does not. ``pattern`` is the local
     curvature's :class:`~.curvature.Pattern` (None unless ``static.curvature`` is
     ``local``). ``state`` is donated: the new state takes over its buffers (at 30
     million multipliers, 0.4 GB less memory and 10% less time), so pass the returned
@@ -170,10 +224,21 @@ def run_chunk(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     """
 
     def body(carry, inputs):
-        state, total = carry
-        state, info, acc = iteration(static, plan, objective, pattern, state, *inputs)
+        state, total, late, summed = carry
+        *inputs, weight = inputs
+        state, info, acc, measured = iteration(static, plan, objective, pattern, state, *inputs)
         total = jax.tree.map(jnp.add, total, acc)
-        return (state, total), info
+        late = jax.tree.map(lambda s, m: s + weight * m, late, (measured.residual, measured.stderr))
+        summed = jax.tree.map(jnp.add, summed, (measured.values, measured.variance))
+        return (state, total, late, summed), info
 
-    (state, total), infos = jax.lax.scan(body, (state, zero_accumulators(static.shape)), (lrs, averaging))
-    return state, infos, total
+    n = lrs.shape[0]
+    weights = jnp.where(jnp.arange(n) >= n // 2, 1.0 / (n - n // 2), 0.0)
+    shapes = jax.eval_shape(functools.partial(iteration, static, plan, objective, pattern), state, lrs[0],
+                            averaging[0])[3]
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    carry = (state, zero_accumulators(static.shape), (zeros.residual, zeros.stderr), (zeros.values, zeros.variance))
+    (state, total, (residual, stderr), (value_sums, variance_sums)), infos = jax.lax.scan(
+        body, carry, (lrs, averaging, weights))
+    return ChunkResult(state, infos, total, within_tolerance(static, residual, stderr),
+                       autocorrelation_time(value_sums, variance_sums, n, static.sweeps))

@@ -17,8 +17,9 @@ from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.training import SMMModel, fit_model
 from calibrated_response_plugins.testing import small_binary_problem as make_small_binary_problem
 
-# A short schedule (chunks of 2 iterations) that converges in the search, then averages.
-SCHEDULE = dict(num_chains=256, chunk_size=2, num_iterations=12, averaging_iterations=6, final_sweeps=20,
+# A short schedule (chunks of 2 iterations) that converges in its first search chunk, then
+# averages over four: five chunks in all.
+SCHEDULE = dict(num_chains=256, chunk_size=2, num_iterations=12, averaging_iterations=8, final_sweeps=20,
                 burn_in_sweeps=10, seed=4)
 
 
@@ -66,10 +67,10 @@ def test_resumed_fit_equals_uninterrupted(reference, tmp_path, stop, every, late
     """Interrupted in the averaging phase at chunk ``stop`` of 5, resumed from checkpoint ``latest``.
 
     The interrupted chunk's progress report comes before its checkpoint; with
-    ``every=3`` the checkpoints are the end of the search (2) and chunk 3, so the
+    ``every=3`` the checkpoints are the end of the search (1) and chunk 3, so the
     resumed fit runs chunks 4 and 5 again.
     """
-    assert reference.diagnostics["search_iterations"] == 4  # 2 search chunks, then 3 averaging ones
+    assert reference.diagnostics["search_iterations"] == 2  # 1 search chunk, then 4 averaging ones
     with pytest.raises(Interrupted):
         _fit(progress=_stop_after(stop), checkpoint_dir=str(tmp_path), checkpoint_every=every)
     assert max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == latest
@@ -87,7 +88,7 @@ def test_finished_fit_resumes_at_its_final_estimate(reference, tmp_path):
 
 def test_checkpoint_of_another_fit_is_refused(tmp_path):
     with pytest.raises(Interrupted):
-        _fit(progress=_stop_after(3), checkpoint_dir=str(tmp_path))  # saved: the end of the search (2)
+        _fit(progress=_stop_after(3), checkpoint_dir=str(tmp_path))  # saved: the end of the search (1) and chunk 2
     with pytest.raises(ValueError, match="checkpoint of another fit"):
         _fit(checkpoint_dir=str(tmp_path), tolerance=1e-2)
 

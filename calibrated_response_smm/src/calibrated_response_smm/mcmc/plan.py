@@ -40,6 +40,11 @@ BINARY_BLOCK_SITES = 1 << 15  # sites per block of the binary kernel (a few arra
 # degree: staging made the sweep 5.6 times faster there.
 STAGED_MIN_VARS = 256
 DEGREE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+# A stage joins the next larger pairwise degree when the padded slots that adds cost at
+# most this fraction of its width's slots: the sweep then has one stage (one compiled
+# loop, one pass over the chains) less. On a 1,000-variable synthetic tree the few hubs
+# of degree 5-10 made 6 of its 16 stages, and a third of its compile time.
+MERGE_PADDING = 0.05
 
 
 class Stage(NamedTuple):
@@ -200,10 +205,33 @@ def _stage_keys(pairs: _Slots, triples: _Slots, widths: np.ndarray, staged: bool
     n_vars = len(widths)
     d2, d3 = pairs.degree[:n_vars], triples.degree[:n_vars]
     if staged:
-        return np.stack([_round_degree(d2), _round_degree(d3), widths], axis=1)
+        return merge_small_stages(np.stack([_round_degree(d2), _round_degree(d3), widths], axis=1))
     top = [bucket(int(d.max())) if d.size and d.max() else 0 for d in (d2, d3)]
     top.append(int(widths.max()) if n_vars else 2)
     return np.tile(np.array(top, np.int64), (n_vars, 1))
+
+
+def merge_small_stages(keys: np.ndarray) -> np.ndarray:
+    """``keys`` with small stages moved to the next larger ``D2`` (:data:`MERGE_PADDING`).
+
+    Only stages of the same triple slots and width merge. The cheapest merge (fewest
+    padded slots) goes first, while the padding of all merges stays within budget.
+    """
+    keys = keys.copy()
+    for d3, w in np.unique(keys[:, 1:], axis=0):
+        group = (keys[:, 1] == d3) & (keys[:, 2] == w)
+        budget = MERGE_PADDING * float(np.sum(keys[group, 0] + d3))
+        while True:
+            degrees, counts = np.unique(keys[group, 0], return_counts=True)
+            if degrees.size < 2:
+                break
+            padding = counts[:-1] * np.diff(degrees)
+            cheapest = int(np.argmin(padding))
+            if padding[cheapest] > budget:
+                break
+            budget -= float(padding[cheapest])
+            keys[group & (keys[:, 0] == degrees[cheapest]), 0] = degrees[cheapest + 1]
+    return keys
 
 
 def _block_size(S: int, num_chains: int, largest: int, binary: bool) -> int:
