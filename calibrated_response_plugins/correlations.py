@@ -288,18 +288,24 @@ class CorrelationOutcome:
 
 
 def fit_fresh_or_warm(hook, problem: ConstraintSet, config: Any, progress: Progress | None,
-                      previous: FitResult | None) -> tuple[FitResult, bool]:
+                      previous: FitResult | None, provisional: bool = False) -> tuple[FitResult, bool, Any]:
     """Compile ``problem`` for the backend and fit it, from ``previous`` where the backend can.
 
-    Returns the fit and whether it was warm-started. A backend without a ``refit``
-    hook, or one whose ``refit`` returns None, gets a fresh ``fit``.
+    Returns the fit, whether it was warm-started, and the compiled model. A backend
+    without a ``refit`` hook, or one whose ``refit`` returns None, gets a fresh ``fit``.
     """
     model = hook.compile_constraints(problem=problem, config=config)
     if previous is not None:
-        warm = hook.refit(fitted=previous, model=model, config=config, progress=progress)
+        warm = hook.refit(fitted=previous, model=model, config=config, progress=progress, provisional=provisional)
         if warm is not None:
-            return warm, True
-    return hook.fit(model=model, config=config, progress=progress), False
+            return warm, True, model
+    return hook.fit(model=model, config=config, progress=progress, provisional=provisional), False, model
+
+
+def confirmed(hook, fitted: FitResult, model: Any, config: Any) -> FitResult:
+    """``fitted`` after the backend's ``confirm`` hook (unchanged where it adds nothing)."""
+    result = hook.confirm(fitted=fitted, model=model, config=config)
+    return fitted if result is None else result
 
 
 def inner_tolerance(config: Any, residual: float, tolerance: float) -> float | None:
@@ -394,12 +400,15 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
     """
     correlations = tuple(problem.correlations)
     if not correlations:
-        fitted, _ = fit_fresh_or_warm(hook, problem, config, progress, None)
+        fitted, _, _ = fit_fresh_or_warm(hook, problem, config, progress, None)
         return CorrelationOutcome(fitted, [], [], [], {})
     max_rounds = int(getattr(config, "correlation_rounds", DEFAULT_ROUNDS))
     tolerance = float(getattr(config, "correlation_tolerance", DEFAULT_TOLERANCE))
     started = time.perf_counter()
-    fitted, _ = fit_fresh_or_warm(hook, linearised_problem(problem, [None] * len(correlations)), config, progress, None)
+    # Every round is provisional: the round the loop stops at is confirmed after it.
+    last_config = config
+    fitted, _, model = fit_fresh_or_warm(hook, linearised_problem(problem, [None] * len(correlations)), config,
+                                         progress, None, provisional=True)
     first_seconds = time.perf_counter() - started
     first_marginals = {name: np.asarray(p, dtype=np.float64).tolist() for name, p in fitted.marginals.items()}
     moments = fitted_moments(problem, fitted)
@@ -414,8 +423,9 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
     while not converged and len(rounds) < max_rounds:
         round_started = time.perf_counter()
         inner = inner_tolerance(config, residual, tolerance)
-        fitted, warm = fit_fresh_or_warm(hook, linearised_problem(problem, points), round_config(config, inner),
-                                         progress, fitted)
+        last_config = round_config(config, inner)
+        fitted, warm, model = fit_fresh_or_warm(hook, linearised_problem(problem, points), last_config, progress,
+                                                fitted, provisional=True)
         warm_rounds += int(warm)
         moments = fitted_moments(problem, fitted)
         change = max(float(np.max(np.abs(m - p))) for m, p, on in zip(moments, points, active) if on)
@@ -432,6 +442,7 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
         rounds.append({"round": len(rounds) + 1, "max_change": change,
                        "max_abs_h": _max_abs_h(correlations, moments, active), "damping": damping, "warm": warm,
                        "inner_tolerance": inner, "seconds": time.perf_counter() - round_started})
+    fitted = confirmed(hook, fitted, model, last_config)
     multipliers = fitted.lambdas[len(problem.constraints):]
     rows, warnings = report_rows(correlations, moments, active, multipliers)
     if not converged:

@@ -49,7 +49,7 @@ def compile_constraints(problem: ConstraintSet, config: CoreConfig) -> Any:
 
 
 @hookspec(firstresult=True)
-def fit(model: Any, config: CoreConfig, progress: Progress | None) -> FitResult:
+def fit(model: Any, config: CoreConfig, progress: Progress | None, provisional: bool) -> FitResult:
     """Fit the model; return a :class:`~calibrated_response_plugins.FitResult`.
 
     Stops at first non-None result.
@@ -58,11 +58,15 @@ def fit(model: Any, config: CoreConfig, progress: Progress | None) -> FitResult:
     :param config: the backend config.
     :param progress: called as ``progress(done, total, metrics)`` between chunks
         of work, or None.
+    :param provisional: the core may replace this fit by a later one (a round of the
+        correlation loop): the backend may leave out checks that only the answer
+        needs, and the core calls ``confirm`` on the fit it keeps.
     """
 
 
 @hookspec(firstresult=True)
-def refit(fitted: FitResult, model: Any, config: CoreConfig, progress: Progress | None) -> FitResult | None:
+def refit(fitted: FitResult, model: Any, config: CoreConfig, progress: Progress | None,
+          provisional: bool) -> FitResult | None:
     """Fit ``model`` warm-started from ``fitted``; return a ``FitResult``, or None to decline.
 
     ``model`` is what ``compile_constraints`` returned for a problem with the same
@@ -77,6 +81,22 @@ def refit(fitted: FitResult, model: Any, config: CoreConfig, progress: Progress 
     :param model: what ``compile_constraints`` returned for the new problem.
     :param config: the backend config.
     :param progress: as for ``fit``.
+    :param provisional: as for ``fit``.
+    """
+
+
+@hookspec(firstresult=True)
+def confirm(fitted: FitResult, model: Any, config: CoreConfig) -> FitResult | None:
+    """Run on the fit the core keeps the checks a provisional fit left out; None: nothing to add.
+
+    Called once, after the correlation loop, with its last round's fit (always
+    provisional) and that round's model. The returned result replaces ``fitted``
+    (its ``converged`` flag and warnings included). A backend whose provisional fits
+    leave nothing out need not implement it. Stops at first non-None result.
+
+    :param fitted: what the last provisional ``fit`` or ``refit`` returned.
+    :param model: what ``compile_constraints`` returned for that fit's problem.
+    :param config: the backend config.
     """
 
 

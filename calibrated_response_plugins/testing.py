@@ -356,12 +356,12 @@ class BackendConformance:
         after = self.make_builder(WARM_START_PROBLEM).compile()
         assert [c.scope for c in before.constraints] == [c.scope for c in after.constraints]
         previous = hook.fit(model=hook.compile_constraints(problem=before, config=builder.config),
-                            config=builder.config, progress=None)
+                            config=builder.config, progress=None, provisional=False)
         model = hook.compile_constraints(problem=after, config=builder.config)
-        warm = hook.refit(fitted=previous, model=model, config=builder.config, progress=None)
+        warm = hook.refit(fitted=previous, model=model, config=builder.config, progress=None, provisional=False)
         assert warm is not None, f"backend {self.backend!r} does not implement the refit warm start"
         fresh = hook.fit(model=hook.compile_constraints(problem=after, config=builder.config),
-                         config=builder.config, progress=None)
+                         config=builder.config, progress=None, provisional=False)
         tolerance = self.tolerance if self.warm_start_tolerance is None else self.warm_start_tolerance
         residual_tolerance = self.residual_tolerance if self.warm_start_tolerance is None else tolerance
         gap = abs(warm.marginals["festival"][1] - fresh.marginals["festival"][1])
@@ -369,6 +369,27 @@ class BackendConformance:
         warm_rows, fresh_rows = constraint_report(after, warm), constraint_report(after, fresh)
         for row, fresh_row in zip(warm_rows, fresh_rows):
             assert abs(row["scaled_residual"] - fresh_row["scaled_residual"]) <= residual_tolerance, row["id"]
+
+    def test_confirmed_provisional_fit_is_the_full_fit(self):
+        """A provisional fit after ``confirm`` is the fit the backend gives when not provisional.
+
+        Same problem, config and seed: the marginals, ``converged`` and the warnings
+        agree exactly; ``confirm`` only adds what the provisional fit left out.
+        """
+        from calibrated_response_plugins.correlations import confirmed
+
+        builder = self.make_builder(WARM_START_PROBLEM)
+        hook = builder._plugins.hook
+        problem = builder.compile()
+        full = hook.fit(model=hook.compile_constraints(problem=problem, config=builder.config),
+                        config=builder.config, progress=None, provisional=False)
+        model = hook.compile_constraints(problem=problem, config=builder.config)
+        provisional = hook.fit(model=model, config=builder.config, progress=None, provisional=True)
+        result = confirmed(hook, provisional, model, builder.config)
+        assert result.converged == full.converged
+        assert list(result.warnings) == list(full.warnings)
+        for name, p in full.marginals.items():
+            np.testing.assert_array_equal(result.marginals[name], p)
 
     def test_unknown_target_names_the_variables(self):
         with pytest.raises(ValueError, match="festival"):

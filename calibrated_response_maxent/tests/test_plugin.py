@@ -86,7 +86,8 @@ def test_hooks_fit_a_problem_end_to_end(plugin_manager, mixed_problem):
     model = plugin_manager.hook.compile_constraints(problem=mixed_problem, config=config)
     reports = []
 
-    fitted = plugin_manager.hook.fit(model=model, config=config, progress=lambda *args: reports.append(args))
+    fitted = plugin_manager.hook.fit(model=model, config=config, progress=lambda *args: reports.append(args),
+                                     provisional=False)
     marginals = plugin_manager.hook.marginals(fitted=fitted)
 
     assert isinstance(fitted, FitResult) and fitted.converged
@@ -101,7 +102,8 @@ def test_a_problem_without_constraints_is_uniform(plugin_manager, build):
     config = plugin_manager.hook.make_config(options=None)
 
     fitted = plugin_manager.hook.fit(
-        model=plugin_manager.hook.compile_constraints(problem=problem, config=config), config=config, progress=None
+        model=plugin_manager.hook.compile_constraints(problem=problem, config=config), config=config, progress=None,
+        provisional=False,
     )
 
     assert fitted.converged and fitted.n_factors == 0

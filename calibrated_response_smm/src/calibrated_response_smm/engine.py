@@ -12,7 +12,7 @@ from calibrated_response_plugins.constraints import ConstraintSet, FitResult
 from .adapters import AdaptedProblem, constraint_means, graph_from_constraints
 from .certificate import Certificate, Doubt, doubt_warning
 from .config import SMMConfig
-from .training import SMMFit, SMMModel, fit_model
+from .training import SMMFit, SMMModel, certify_fit, fit_model
 
 
 @attrs.frozen(eq=False)
@@ -42,11 +42,12 @@ def can_warm_start(compiled: CompiledModel, previous: FitResult) -> bool:
 
 
 def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable | None = None,
-                 warm_start: FitResult | None = None) -> FitResult:
+                 warm_start: FitResult | None = None, provisional: bool = False) -> FitResult:
     """Fit, then report multipliers, ``E[g]``, report-table means and marginals.
 
     ``warm_start``: an earlier result (see :func:`can_warm_start`) whose chains and
-    multipliers the search starts from.
+    multipliers the search starts from. ``provisional``: leave the certificate out
+    until :func:`confirm_compiled`.
     """
     problem = compiled.problem
     constraints = problem.constraints
@@ -58,7 +59,22 @@ def fit_compiled(compiled: CompiledModel, config: SMMConfig, progress: Callable 
             converged=True, n_iterations=0, n_factors=0, history={}, diagnostics={"backend": "smm"},
         )
     initial = warm_start.state.state if warm_start is not None else None
-    fit = fit_model(compiled.model, config, progress=progress, initial_state=initial)
+    fit = fit_model(compiled.model, config, progress=progress, initial_state=initial, certified=not provisional)
+    return fit_result(compiled, fit)
+
+
+def confirm_compiled(compiled: CompiledModel, config: SMMConfig, fitted: FitResult) -> FitResult | None:
+    """A provisional result with its certificate (None: nothing to add, e.g. no constraints)."""
+    fit = fitted.state
+    if not isinstance(fit, SMMFit) or fit.diagnostics.get("certified", True):
+        return None
+    return fit_result(compiled, certify_fit(compiled.model, config, fit))
+
+
+def fit_result(compiled: CompiledModel, fit: SMMFit) -> FitResult:
+    """The ``FitResult`` of a fit: multipliers, ``E[g]``, report-table means, marginals, warnings."""
+    problem = compiled.problem
+    constraints = problem.constraints
     feature_means, report_means = constraint_means(problem, fit.table_moments)
     lambdas = np.asarray(fit.params, dtype=np.float64)
     residuals = constraints.targets - feature_means - constraints.s2 * lambdas

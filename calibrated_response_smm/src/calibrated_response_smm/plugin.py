@@ -38,21 +38,32 @@ def compile_constraints(problem, config: SMMConfig):
 
 
 @hookimpl
-def fit(model, config: SMMConfig, progress):
-    """Fit the multipliers by stochastic moment matching; return a ``FitResult``."""
+def fit(model, config: SMMConfig, progress, provisional):
+    """Fit the multipliers by stochastic moment matching; return a ``FitResult``.
+
+    A provisional fit leaves the convergence certificate out (``confirm`` runs it).
+    """
     from calibrated_response_smm.engine import fit_compiled
 
-    return fit_compiled(model, config, progress)
+    return fit_compiled(model, config, progress, provisional=provisional)
 
 
 @hookimpl
-def refit(fitted, model, config: SMMConfig, progress):
+def refit(fitted, model, config: SMMConfig, progress, provisional):
     """Fit from ``fitted``'s chains and multipliers when the layout matches; else decline (None)."""
     from calibrated_response_smm.engine import can_warm_start, fit_compiled
 
     if not can_warm_start(model, fitted):
         return None
-    return fit_compiled(model, config, progress, warm_start=fitted)
+    return fit_compiled(model, config, progress, warm_start=fitted, provisional=provisional)
+
+
+@hookimpl
+def confirm(fitted, model, config: SMMConfig):
+    """Run the convergence certificate a provisional fit left out (None when it has nothing to add)."""
+    from calibrated_response_smm.engine import confirm_compiled
+
+    return confirm_compiled(model, config, fitted)
 
 
 @hookimpl

@@ -228,11 +228,14 @@ def fit_model(
     progress: Callable[[int, int, dict], None] | None = None,
     rng=None,
     initial_state: TrainState | None = None,
+    certified: bool = True,
 ) -> SMMFit:
     """Run the full schedule: search until converged, average, estimate, polish, certify (see module doc).
 
     ``initial_state`` (an earlier fit's ``state``, same layout) warm-starts the search:
     its chains, multipliers and random stream position replace the uniform start.
+    ``certified=False`` leaves the certificate out (a provisional fit: ``converged`` is
+    the search's own test until :func:`certify_fit` runs it).
     """
     started = time.perf_counter()
     plan, objective, _, _ = model.program
@@ -261,8 +264,8 @@ def fit_model(
     sweeps, changed = estimate.sweeps, estimate.changed
     final_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    certificate = certify(model, config, static, plan, objective, state)  # see .certificate
-    certificate_seconds = time.perf_counter() - t0
+    certificate = certify(model, config, static, plan, objective, state) if certified else None  # see .certificate
+    certificate_seconds = time.perf_counter() - t0 if certified else 0.0
     search_converged, converged = schedule.converged, schedule.converged if certificate is None else certificate.passed
 
     graph = model.graph
@@ -301,6 +304,7 @@ def fit_model(
         "polish_steps": polish_steps,
         "search_converged": search_converged,
         "certificate": None if certificate is None else certificate.as_dict(),
+        "certified": certified,
         "runtime_s": time.perf_counter() - started,
         "padded_shape": tuple(model.layout.shape),
         "colours": int(model.plan.colours.max()) + 1 if graph.n_vars else 0,
@@ -316,6 +320,26 @@ def fit_model(
         diagnostics=diagnostics,
         state=state,
     )
+
+
+def certify_fit(model: SMMModel, config: SMMConfig, fit: SMMFit) -> SMMFit:
+    """``fit`` with the certificate a provisional fit (``certified=False``) left out.
+
+    Runs as :func:`fit_model` would have at its end (same burn-in, same fresh chains),
+    so the result equals the certified fit of the same problem and seed. A fit
+    certified already is returned as it is.
+    """
+    if fit.diagnostics.get("certified", True) or fit.state is None:
+        return fit
+    plan, objective, _, _ = model.program
+    static, _ = make_static(model, config)
+    config = attrs.evolve(config, burn_in_sweeps=int(fit.diagnostics["burn_in_sweeps"]))
+    t0 = time.perf_counter()
+    certificate = certify(model, config, static, plan, objective, fit.state)
+    diagnostics = dict(fit.diagnostics, certified=True, certificate_s=time.perf_counter() - t0,
+                       certificate=None if certificate is None else certificate.as_dict())
+    converged = fit.converged if certificate is None else certificate.passed
+    return attrs.evolve(fit, converged=converged, diagnostics=diagnostics)
 
 
 #: What :func:`fit_smm` uses for an argument left out when no ``config`` is passed.

@@ -1,0 +1,134 @@
+"""The search's step length, its chunk statistics and the burn-in they set, against exact references."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from calibrated_response_smm.config import SMMConfig
+from calibrated_response_smm.dual_step import LINE_SEARCH_STEPS, quadratic_step_length
+from calibrated_response_smm.mcmc.plan import MERGE_PADDING, merge_small_stages
+from calibrated_response_smm.step import autocorrelation_time
+from calibrated_response_smm.targets import MomentObjective
+from calibrated_response_smm.training import BURN_IN_TIMES, MIN_BURN_IN, adaptive_burn_in
+
+
+def _objective(k: int, s2: float = 0.0) -> MomentObjective:
+    """The fields the step length reads: softening ``s2``, no sign bounds (no features needed)."""
+    inf = jnp.full(k, jnp.inf, jnp.float32)
+    return MomentObjective(features=(), factor=(), index=(), scopes=(), target=jnp.zeros(k, jnp.float32),
+                           s2=jnp.full(k, s2, jnp.float32), lower=-inf, upper=inf)
+
+
+# -- quadratic step length -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale, expected", [(1.0, 1.0), (2.0, 0.5), (4.0, 0.25)])
+def test_quadratic_step_length_finds_the_optimum_along_the_direction(scale, expected):
+    """Features with covariance ``A`` and an ascent ``A (lambda* - lambda)`` (the dual near its
+    optimum): along ``scale (lambda* - lambda)`` the dual's maximum is at ``1 / scale``.
+
+    The curvature along the step is a sample variance over C chains, relative error
+    ``sqrt(2 / C)`` = 0.6% at C = 50,000: 3% is five of those.
+    """
+    rng = np.random.default_rng(0)
+    k, chains = 6, 50_000
+    root = rng.normal(size=(k, k)) / np.sqrt(k)
+    covariance = root @ root.T + 0.1 * np.eye(k)
+    values = np.linalg.cholesky(covariance) @ rng.normal(size=(k, chains))  # [K, C]
+    offset = rng.normal(size=k)  # lambda* - lambda
+    ascent = covariance @ offset
+    length = quadratic_step_length(_objective(k), jnp.zeros(k), jnp.asarray(scale * offset, jnp.float32),
+                                   jnp.asarray(ascent, jnp.float32), jnp.asarray(values, jnp.float32))
+    assert float(length) == pytest.approx(expected, rel=0.03)
+
+
+def test_quadratic_step_length_counts_the_softening():
+    """With ``s^2`` on the diagonal and no feature variance the optimum is ``gain / (s^2 |d|^2)``."""
+    k = 3
+    direction = jnp.ones(k, jnp.float32)
+    ascent = jnp.full(k, 0.5, jnp.float32)  # gain 1.5, curvature 2 * 3 = 6: length 0.25
+    values = jnp.zeros((k, 8), jnp.float32)
+    length = quadratic_step_length(_objective(k, s2=2.0), jnp.zeros(k), direction, ascent, values)
+    assert float(length) == pytest.approx(0.25, rel=1e-6)
+
+
+def test_quadratic_step_length_without_curvature_is_the_shortest():
+    k = 2
+    values = jnp.zeros((k, 8), jnp.float32)
+    length = quadratic_step_length(_objective(k), jnp.zeros(k), jnp.ones(k), jnp.ones(k), values)
+    assert float(length) == pytest.approx(float(LINE_SEARCH_STEPS[-1]))
+
+
+# -- autocorrelation time ----------------------------------------------------------------
+
+
+def _ar1_sums(rhos, n: int, chains: int, seed: int = 0):
+    """Chunk sums of AR(1) readings with unit variance, one feature per ``rho``."""
+    rng = np.random.default_rng(seed)
+    rhos = np.asarray(rhos)[:, None]
+    x = rng.normal(size=(len(rhos), chains))  # stationary start
+    value_sums = np.zeros_like(x)
+    variance_sums = np.zeros(len(rhos))
+    for _ in range(n):
+        value_sums += x
+        variance_sums += x.var(axis=1)
+        x = rhos * x + np.sqrt(1.0 - rhos**2) * rng.normal(size=x.shape)
+    return jnp.asarray(value_sums, jnp.float32), jnp.asarray(variance_sums, jnp.float32)
+
+
+def _finite_tau(rho: float, n: int) -> float:
+    """``n Var(mean) / Var(reading)`` of an AR(1) series of ``n`` readings, exactly."""
+    k = np.arange(1, n)
+    return 1.0 + 2.0 * float(np.sum((1.0 - k / n) * rho**k))
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
+def test_autocorrelation_time_of_ar1_readings(rho):
+    """The largest feature's ``tau`` (here the AR(1) one; the other is white noise), in sweeps.
+
+    The spread over C = 20,000 chains has relative error ``sqrt(2 / C)`` = 1%: 5% is five of them.
+    """
+    n, sweeps = 20, 2
+    value_sums, variance_sums = _ar1_sums([0.0, rho], n, 20_000)
+    tau = autocorrelation_time(value_sums, variance_sums, n, sweeps)
+    assert float(tau) == pytest.approx(sweeps * _finite_tau(rho, n), rel=0.05)
+
+
+def test_autocorrelation_time_leaves_out_constant_features():
+    value_sums, variance_sums = _ar1_sums([0.5], 10, 4_000)
+    constant = jnp.concatenate([value_sums, jnp.full((1, value_sums.shape[1]), 7.0)])  # same value every reading
+    with_constant = autocorrelation_time(constant, jnp.concatenate([variance_sums, jnp.zeros(1)]), 10, 1)
+    assert float(with_constant) == pytest.approx(float(autocorrelation_time(value_sums, variance_sums, 10, 1)))
+
+
+def test_no_values_no_autocorrelation_time():
+    assert float(autocorrelation_time(None, jnp.zeros(3), 10, 2)) == 0.0
+
+
+# -- burn-in -----------------------------------------------------------------------------
+
+
+def test_adaptive_burn_in():
+    config = SMMConfig(burn_in_sweeps=100, chunk_size=10, mcmc_steps_per_iteration=2)  # chunks of 20 sweeps
+    assert adaptive_burn_in(config, None) == 100  # not measured
+    assert adaptive_burn_in(config, float("nan")) == 100
+    assert adaptive_burn_in(config, 10.0) == 100  # half the chunk: did not decorrelate within it
+    assert adaptive_burn_in(config, 0.5) == MIN_BURN_IN
+    assert adaptive_burn_in(config, 4.0) == BURN_IN_TIMES * 4
+    assert adaptive_burn_in(SMMConfig(burn_in_sweeps=15), 4.0) == 15  # capped by the setting
+
+
+# -- merging small sweep stages ------------------------------------------------------------
+
+
+def test_small_stages_join_the_next_degree_within_the_padding_budget():
+    # width 2: 200 variables of degree 2, 3 of degree 6, 2 of degree 10; width 21: 50 of degree 1, 40 of 4
+    keys = np.array([[2, 0, 2]] * 200 + [[6, 0, 2]] * 3 + [[10, 0, 2]] * 2 + [[1, 0, 21]] * 50 + [[4, 0, 21]] * 40)
+    merged = merge_small_stages(keys)
+    binary = merged[merged[:, 2] == 2, 0]
+    # budget 5% of 400 + 18 + 20 slots = 21.9: degree 6 -> 10 costs 12 (taken), then 2 -> 10 costs
+    # 1,600 (not); the width-21 stages would pad 150 slots against a budget of 10.5: kept apart
+    assert MERGE_PADDING == 0.05
+    assert sorted(set(binary.tolist())) == [2, 10] and int(np.sum(binary == 10)) == 5
+    assert np.array_equal(merged[merged[:, 2] == 21], keys[keys[:, 2] == 21])
