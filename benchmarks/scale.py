@@ -214,11 +214,13 @@ def run_fit(spec: FitSpec, cache: Path, timeout_s: float) -> dict:
     The status is ``ok``, ``timeout`` (killed after ``timeout_s``) or ``error`` (the
     last line of its stderr as the message).
     """
+    from measure import git_revision
+
     cache.mkdir(parents=True, exist_ok=True)
     marginals = cache / f"{spec.key}.npz"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec.to_json()), str(marginals)]
     started = time.perf_counter()
-    base = {**spec.to_json(), "key": spec.key,
+    base = {**spec.to_json(), "key": spec.key, "commit": git_revision(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -402,18 +404,21 @@ def results_table(records: Sequence[dict]) -> str:
 
     rows = []
     for r in sorted(records, key=lambda r: (r["graph"], r["n_variables"], r["label"])):
+        measured = " ".join(str(r[k]) for k in ("date", "commit") if r.get(k)) or "-"
         if r["status"] != "ok":
             rows.append([r["graph"], f"{r['n_variables']:,}", f"`{r['label']}`", r["status"], *["-"] * 8,
-                         r.get("message", "").replace("|", "/")])
+                         r.get("message", "").replace("|", "/"), measured])
             continue
         sweeps = "-" if r.get("sweeps") is None else f"{r['sweeps']:,} + {r.get('final_sweeps') or 0:,}"
         rows.append([r["graph"], f"{r['n_variables']:,}", f"`{r['label']}`", cell(r["seconds"], 4),
                      cell(r["iterations"]), sweeps, cell(r.get("chains")), cell(r["peak_rss_gb"]),
                      cell(r["converged"]), cell(r["max_residual"]), cell(r.get("max_marginal_error")),
-                     cell(r.get("median_marginal_error")), f"`{r['reference']}`" if r.get("reference") else "-"])
+                     cell(r.get("median_marginal_error")), f"`{r['reference']}`" if r.get("reference") else "-",
+                     measured])
+    # rows of several runs share the table: each says when, and from which commit, it was measured
     header = ["graph", "variables", "backend", "seconds", "iterations", "sweeps (training + final)", "chains",
               "peak RSS GB", "converged", "max residual", "max marginal error", "median marginal error",
-              "reference"]
+              "reference", "measured"]
     return markdown_table(header, rows)
 
 
