@@ -94,33 +94,8 @@ def line_search(objective: MomentObjective, params, direction, values):
     return jnp.where(jnp.isfinite(jnp.min(dual)), alphas[jnp.argmin(dual)], alphas[-1])
 
 
-def quadratic_step_length(objective: MomentObjective, params, direction, ascent, values):
-    """Step length that maximises the dual's quadratic model along ``direction``, in ``[1/128, 1]``.
-
-    The model's curvature along the step ``delta`` is ``Var(delta.g) + delta.s^2 delta``,
-    measured on the chains in full, cross terms the local curvature dropped included;
-    its slope is ``ascent.delta``. Where the curvature behind ``direction`` is localised
-    (thousands of constraints), the reweighted line search cannot judge a step: the
-    log-weights ``delta.g`` add up over every constraint, so their spread grows with the
-    problem's size (about ``K / C`` for a step of Monte Carlo size), and it would shorten
-    even the steps at the optimum by the chains' count against the constraints'.
-    """
-    delta = project(objective, params + direction) - params
-    projected_values = delta @ values  # [C]
-    curvature = jnp.var(projected_values) + jnp.sum(objective.s2 * delta * delta)
-    gain = jnp.vdot(ascent, delta)
-    shortest = float(LINE_SEARCH_STEPS[-1])
-    length = jnp.clip(gain / jnp.where(curvature > 0.0, curvature, 1.0), shortest, 1.0)
-    return jnp.where((curvature > 0.0) & jnp.isfinite(length), length, shortest)
-
-
 def newton(objective: MomentObjective, max_change: float | None = None) -> optax.GradientTransformationExtraArgs:
-    """The damped Newton step with its step length; ``update`` needs ``chains=ChainStatistics``.
-
-    With the full covariance the step length comes from the reweighted line search
-    (:func:`line_search`); with the local one, from the quadratic model along the
-    step (:func:`quadratic_step_length`).
-    """
+    """The damped Newton step with its line search; ``update`` needs ``chains=ChainStatistics``."""
 
     def init(params):
         del params
@@ -129,11 +104,7 @@ def newton(objective: MomentObjective, max_change: float | None = None) -> optax
     def update(updates, state, params=None, *, chains: ChainStatistics, **extra_args):
         del extra_args
         direction = newton_direction(objective, params, updates, chains.curvature, max_change)
-        if isinstance(chains.curvature, LocalCovariance):
-            length = quadratic_step_length(objective, params, direction, updates, chains.values)
-        else:
-            length = line_search(objective, params, direction, chains.values)
-        return length * direction, state
+        return line_search(objective, params, direction, chains.values) * direction, state
 
     return optax.GradientTransformationExtraArgs(init, update)
 

@@ -1,4 +1,4 @@
-"""The search's step length, its chunk statistics and the burn-in they set, against exact references."""
+"""The search's chunk statistics, the burn-in they set, and the sweep's stage merging, against exact references."""
 
 from __future__ import annotations
 
@@ -6,58 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from calibrated_response_smm.config import SMMConfig
-from calibrated_response_smm.dual_step import LINE_SEARCH_STEPS, quadratic_step_length
 from calibrated_response_smm.mcmc.plan import MERGE_PADDING, merge_small_stages
 from calibrated_response_smm.step import autocorrelation_time
-from calibrated_response_smm.targets import MomentObjective
 from calibrated_response_smm.training import BURN_IN_TIMES, MIN_BURN_IN, adaptive_burn_in
-
-
-def _objective(k: int, s2: float = 0.0) -> MomentObjective:
-    """The fields the step length reads: softening ``s2``, no sign bounds (no features needed)."""
-    inf = jnp.full(k, jnp.inf, jnp.float32)
-    return MomentObjective(features=(), factor=(), index=(), scopes=(), target=jnp.zeros(k, jnp.float32),
-                           s2=jnp.full(k, s2, jnp.float32), lower=-inf, upper=inf)
-
-
-# -- quadratic step length -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("scale, expected", [(1.0, 1.0), (2.0, 0.5), (4.0, 0.25)])
-def test_quadratic_step_length_finds_the_optimum_along_the_direction(scale, expected):
-    """Features with covariance ``A`` and an ascent ``A (lambda* - lambda)`` (the dual near its
-    optimum): along ``scale (lambda* - lambda)`` the dual's maximum is at ``1 / scale``.
-
-    The curvature along the step is a sample variance over C chains, relative error
-    ``sqrt(2 / C)`` = 0.6% at C = 50,000: 3% is five of those.
-    """
-    rng = np.random.default_rng(0)
-    k, chains = 6, 50_000
-    root = rng.normal(size=(k, k)) / np.sqrt(k)
-    covariance = root @ root.T + 0.1 * np.eye(k)
-    values = np.linalg.cholesky(covariance) @ rng.normal(size=(k, chains))  # [K, C]
-    offset = rng.normal(size=k)  # lambda* - lambda
-    ascent = covariance @ offset
-    length = quadratic_step_length(_objective(k), jnp.zeros(k), jnp.asarray(scale * offset, jnp.float32),
-                                   jnp.asarray(ascent, jnp.float32), jnp.asarray(values, jnp.float32))
-    assert float(length) == pytest.approx(expected, rel=0.03)
-
-
-def test_quadratic_step_length_counts_the_softening():
-    """With ``s^2`` on the diagonal and no feature variance the optimum is ``gain / (s^2 |d|^2)``."""
-    k = 3
-    direction = jnp.ones(k, jnp.float32)
-    ascent = jnp.full(k, 0.5, jnp.float32)  # gain 1.5, curvature 2 * 3 = 6: length 0.25
-    values = jnp.zeros((k, 8), jnp.float32)
-    length = quadratic_step_length(_objective(k, s2=2.0), jnp.zeros(k), direction, ascent, values)
-    assert float(length) == pytest.approx(0.25, rel=1e-6)
-
-
-def test_quadratic_step_length_without_curvature_is_the_shortest():
-    k = 2
-    values = jnp.zeros((k, 8), jnp.float32)
-    length = quadratic_step_length(_objective(k), jnp.zeros(k), jnp.ones(k), jnp.ones(k), values)
-    assert float(length) == pytest.approx(float(LINE_SEARCH_STEPS[-1]))
 
 
 # -- autocorrelation time ----------------------------------------------------------------
