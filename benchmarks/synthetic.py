@@ -363,8 +363,9 @@ def smm_chunk_driver(static, plan, objective, state, lrs, averaging, pattern=Non
     carried = [state]
 
     def run():
-        carried[0], infos, total, _ = step.run_chunk(static, plan, objective, pattern, carried[0], lrs, averaging)
-        return carried[0], infos, total
+        result = step.run_chunk(static, plan, objective, pattern, carried[0], lrs, averaging)
+        carried[0] = result.state
+        return result.state, result.infos, result.total
 
     return run
 

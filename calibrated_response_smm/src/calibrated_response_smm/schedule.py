@@ -70,16 +70,16 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
     converged = False
     done = 0
     chunk_times: list[float] = []
-    autocorrelation: list[float] = []
+    autocorrelation = None  # the last chunk's, in sweeps
 
     def advance(state, lrs, averaging):
-        nonlocal done
+        nonlocal done, autocorrelation
         t0 = time.perf_counter()
         result = run_chunk(static, plan, objective, pattern, state, np.asarray(lrs, np.float32), zeros + averaging)
         state = result.state
         infos, total, verdict, tau = jax.device_get((result.infos, result.total, result.converged,
                                                      result.autocorrelation))
-        autocorrelation.append(float(tau))
+        autocorrelation = float(tau)
         seconds = time.perf_counter() - t0
         chunk_times.append(seconds)
         record(history, infos, done, seconds, averaging)
@@ -113,5 +113,5 @@ def run_schedule(model, config, static: Static, state: TrainState, seed,
     if n_average:
         state = state._replace(params=state.average)
     return ScheduleResult(state, total, converged, done, at.search_chunks * chunk, n_average * chunk, history,
-                          chunk_times, autocorrelation[-1] if autocorrelation else None)
+                          chunk_times, autocorrelation)
 

@@ -69,7 +69,6 @@ class TrainState(NamedTuple):
 class IterationInfo(NamedTuple):
     max_error: jax.Array
     mean_error: jax.Array
-    converged: jax.Array
     acceptance: jax.Array
 
 
@@ -140,7 +139,6 @@ def iteration(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     info = IterationInfo(
         max_error=max_moment_error(residual),
         mean_error=mean_moment_error(residual),
-        converged=within_tolerance(static, residual, stderr),
         acceptance=move_rate(plan, acc),
     )
     new_state = TrainState(x, params, opt_state, average, n_average, state.seed, state.counter + static.sweeps)
@@ -189,6 +187,16 @@ def autocorrelation_time(value_sums, variance_sums, n_iterations: int, sweeps: i
     return jnp.max(tau, initial=0.0) * sweeps
 
 
+def _measured_zeros(objective, state: TrainState):
+    """Zero sums of :class:`Measured`: ``(residual, stderr)`` and ``(values or None, variance)``."""
+    if isinstance(objective, MomentObjective):
+        k = state.params.shape[0]
+        zero = jnp.zeros(k, jnp.float32)
+        return (zero, zero), (jnp.zeros((k, state.x.shape[1]), jnp.float32), zero)
+    zero = jnp.zeros(sum(m.size for m in objective.mask), jnp.float32)
+    return (zero, zero), (None, zero)
+
+
 def within_tolerance(static: Static, residual, stderr):
     """Every residual within ``tolerance`` plus three of its Monte Carlo standard errors."""
     return jnp.all(jnp.abs(residual) <= static.tolerance + 3.0 * stderr)
@@ -212,8 +220,7 @@ def run_chunk(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     Rao-Blackwellised sums of every sweep in the chunk, and the chunk's verdict:
     whether the residuals averaged over its last half of iterations are all within
     tolerance (:func:`within_tolerance`, with one iteration's standard errors). A
-    full Newton step leaves each iterate off the optimum by the last iteration's
-    noise, so one iterate's residuals carry about twice the noise variance and, among
+    Newton step leaves each iterate off the optimum by the last iteration's noise, so one iterate's residuals carry about twice the noise variance and, among
     thousands of constraints, some pass ``3`` standard errors by chance nearly every
     iteration; along the iterations that noise cancels (each step undoes the last
     one's error) while a residual that persists does not. ``pattern`` is the local
@@ -234,10 +241,7 @@ def run_chunk(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
 
     n = lrs.shape[0]
     weights = jnp.where(jnp.arange(n) >= n // 2, 1.0 / (n - n // 2), 0.0)
-    shapes = jax.eval_shape(functools.partial(iteration, static, plan, objective, pattern), state, lrs[0],
-                            averaging[0])[3]
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-    carry = (state, zero_accumulators(static.shape), (zeros.residual, zeros.stderr), (zeros.values, zeros.variance))
+    carry = (state, zero_accumulators(static.shape), *_measured_zeros(objective, state))
     (state, total, (residual, stderr), (value_sums, variance_sums)), infos = jax.lax.scan(
         body, carry, (lrs, averaging, weights))
     return ChunkResult(state, infos, total, within_tolerance(static, residual, stderr),

@@ -187,8 +187,8 @@ def adaptive_burn_in(config: SMMConfig, autocorrelation: float | None) -> int:
     The integrated autocorrelation time ``tau`` measured is about twice ``tau_exp``
     for a slowly decorrelating feature (``(1 + rho) / (1 - rho)`` against
     ``-1 / log rho``), so five of them are ten ``tau_exp``: the perturbation shrinks
-    by ``e^-10``, and a fresh chain's (the certificate burns in twice as long) by ``e^-20``. ``autocorrelation`` is the
-    last chunk's measurement (:func:`.step.autocorrelation_time`); where there is
+    by ``e^-10``, and a fresh chain's (the certificate burns in twice as long) by
+    ``e^-20``. ``autocorrelation`` is the last chunk's measurement (:func:`.step.autocorrelation_time`); where there is
     none, or the chains did not decorrelate within that chunk (a value of half its
     sweeps or more), ``burn_in_sweeps`` as configured, which also caps the result.
     """
