@@ -25,6 +25,7 @@ import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
+from calibrated_response_plugins import dual
 
 from .certificate import certify
 from .config import SMMConfig
@@ -36,7 +37,7 @@ from .graph import FactorGraph
 from .mcmc.plan import HostPlan, SweepPlan, build_plan
 from .mcmc.sharding import chain_devices
 from .mcmc.stream import seed_words
-from .polish import newton_step, scaled_gradient
+from .polish import dual_gradient, newton_step, scaled_gradient, sign_bounds
 from .schedule import run_schedule
 from .scope_moments import HostScopePlan, build_scope_plan
 from .step import Static, TrainState, curvature_mode, init_state
@@ -147,28 +148,74 @@ def _off_optimum(model: SMMModel, config: SMMConfig, estimate: FinalEstimate) ->
     return bool(np.max(np.abs(gradient), initial=0.0) > config.tolerance + 2.0 * estimate.stderr)
 
 
+def _params(estimate: FinalEstimate, n: int) -> np.ndarray:
+    return np.asarray(jax.device_get(estimate.state.params), np.float64)[:n]
+
+
+def _at(model, config, static, estimate: FinalEstimate, lambdas, scope_plan, covariance) -> FinalEstimate:
+    """A fresh final estimate at multipliers ``lambdas``, continuing ``estimate``'s chains."""
+    params = np.asarray(jax.device_get(estimate.state.params), np.float64)
+    params[: len(lambdas)] = lambdas
+    state = estimate.state._replace(params=jnp.asarray(params, jnp.float32))
+    return final_estimate(model, config, static, state, scope_plan, covariance)
+
+
+#: A polish step is shortened only when the slope along it turned by more than this many standard errors.
+SLOPE_Z = 2.0
+
+
+def secant_length(slope_before: float, slope_after: float, slope_stderr: float) -> float:
+    """The step length that the slopes of the dual along a step at its ends put at the line's optimum.
+
+    ``slope_before`` and ``slope_after`` are ``g . d`` at the start and the end of the
+    step ``d`` (``g`` the ascent gradient): the dual is concave, so its slope falls
+    along ``d``, and where it turned negative (past ``SLOPE_Z`` standard errors) the
+    step overshot; the optimum of the quadratic through both slopes is at
+    ``slope_before / (slope_before - slope_after)``, which lies in (0, 1). Otherwise 1.
+    """
+    if not slope_before > 0.0 or not slope_after < -SLOPE_Z * slope_stderr:
+        return 1.0
+    return slope_before / (slope_before - slope_after)
+
+
 def _polish(model: SMMModel, config: SMMConfig, static: Static, estimate: FinalEstimate,
             scope_plan: HostScopePlan | None, covariance: str) -> tuple[FinalEstimate, int, int]:
     """Up to ``polish_steps`` Newton steps from the final moments (see :mod:`.polish`).
 
     Each step is taken from the last estimate's moments and re-estimated at its
     multipliers; a further step only while that estimate is off the optimum
-    (:func:`_off_optimum`). A step is not judged by the re-estimate's gradient: where
-    a ratio's fitted value is far from its target, that gradient carries the
-    denominator's noise magnified (on fbarch_tiny_20 it read 0.0125 at a step that
-    had brought the reported ratio from 0.0215 to 0.0014 of the exact one).
+    (:func:`_off_optimum`). The local curvature leaves out the covariances of
+    constraints that share no variable, so in a strongly coupled cluster the step can
+    overshoot (on a 1,000-variable synthetic tree, around a variable with eleven
+    conditionals on it, three full steps took a residual from 0.037 to -0.085 and the
+    marginals 0.07 off). The slope of the dual along the step, read from the
+    re-estimate, shows it: where it turned, the step is cut back to the secant length
+    (:func:`secant_length`) and estimated again. A step is not judged by the
+    re-estimate's largest report-unit gradient: where a ratio's fitted value is far
+    from its target, that gradient carries the denominator's noise magnified (on
+    fbarch_tiny_20 it read 0.0125 at a step that had brought the reported ratio from
+    0.0215 to 0.0014 of the exact one); the slope is in the dual's own units.
     Returns the last estimate, the steps taken and the sweeps all the estimates ran.
     """
     n = len(model.targets.constraints)
     steps = 0
     sweeps = estimate.total_sweeps
+    pattern = model.pattern if covariance == "local" else None
+    lower, upper = sign_bounds(model.targets)
     while steps < config.polish_steps and (steps == 0 or _off_optimum(model, config, estimate)):
-        params = np.asarray(jax.device_get(estimate.state.params), np.float64)
-        pattern = model.pattern if covariance == "local" else None
-        params[:n] = newton_step(model.targets, params[:n], estimate.table_moments, estimate.covariance, pattern)
-        state = estimate.state._replace(params=jnp.asarray(params, jnp.float32))
-        estimate = final_estimate(model, config, static, state, scope_plan, covariance)
-        sweeps += estimate.total_sweeps
+        start = _params(estimate, n)
+        before = dual_gradient(model.targets, start, estimate.table_moments)
+        direction = newton_step(model.targets, start, estimate.table_moments, estimate.covariance, pattern) - start
+        stepped = _at(model, config, static, estimate, start + direction, scope_plan, covariance)
+        sweeps += stepped.total_sweeps
+        after = dual_gradient(model.targets, _params(stepped, n), stepped.table_moments)
+        length = secant_length(float(before @ direction), float(after @ direction),
+                               stepped.stderr * float(np.linalg.norm(direction)))
+        if length < 1.0:
+            cut = dual.clip_to_bounds(start + length * direction, lower, upper)
+            stepped = _at(model, config, static, stepped, cut, scope_plan, covariance)
+            sweeps += stepped.total_sweeps
+        estimate = stepped
         steps += 1
     return estimate, steps, sweeps
 

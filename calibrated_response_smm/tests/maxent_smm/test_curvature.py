@@ -40,6 +40,15 @@ def test_pattern_holds_exactly_the_sharing_pairs():
     assert pattern.n_pairs == len(expected)  # (1, 2) and (1, 2) share two variables: one pair
 
 
+def test_two_hops_add_the_pairs_a_third_constraint_bridges():
+    pattern = sharing_pattern(SCOPES, hops=2)
+    mask = dense_mask(SCOPES)
+    bridged = (mask @ mask) > 0  # a third constraint shares a variable with each
+    expected = {(a, b) for a in range(len(SCOPES)) for b in range(a + 1, len(SCOPES)) if bridged[a, b]}
+    assert (0, 2) in expected and (0, 5) not in expected  # x0 .. (x1, x2) through (x0, x1); x0 .. x3 is three links
+    assert set(zip(pattern.first.tolist(), pattern.second.tolist())) == expected
+
+
 def test_a_hub_keeps_only_its_own_constraints_pairs(monkeypatch):
     monkeypatch.setattr(curvature, "MAX_SHARED", 3)
     scopes = [(0,), (0, 1), (0, 2), (0, 3), (0, 4)]  # x0 in five constraints, one of them on x0 alone

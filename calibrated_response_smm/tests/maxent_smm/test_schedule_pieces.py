@@ -8,7 +8,7 @@ import pytest
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.mcmc.plan import MERGE_PADDING, merge_small_stages
 from calibrated_response_smm.step import autocorrelation_time
-from calibrated_response_smm.training import BURN_IN_TIMES, MIN_BURN_IN, adaptive_burn_in
+from calibrated_response_smm.training import BURN_IN_TIMES, MIN_BURN_IN, adaptive_burn_in, secant_length
 
 
 # -- autocorrelation time ----------------------------------------------------------------
@@ -83,3 +83,17 @@ def test_small_stages_join_the_next_degree_within_the_padding_budget():
     assert MERGE_PADDING == 0.05
     assert sorted(set(binary.tolist())) == [2, 10] and int(np.sum(binary == 10)) == 5
     assert np.array_equal(merged[merged[:, 2] == 21], keys[keys[:, 2] == 21])
+
+
+@pytest.mark.parametrize("optimum", [0.2, 0.5, 0.9])
+def test_secant_length_is_the_optimum_of_a_quadratic_line(optimum):
+    # phi(a) = -(a - optimum)^2 along the step: slopes 2 optimum at 0 and -2 (1 - optimum) at 1
+    before, after = 2.0 * optimum, -2.0 * (1.0 - optimum)
+    assert secant_length(before, after, 0.0) == pytest.approx(optimum, rel=1e-12)
+
+
+def test_secant_length_keeps_a_step_whose_slope_did_not_turn_beyond_its_noise():
+    assert secant_length(1.0, 0.3, 0.1) == 1.0  # undershoot: the whole step
+    assert secant_length(1.0, -0.15, 0.1) == 1.0  # turned by 1.5 standard errors: noise
+    assert secant_length(1.0, -1.0, 0.1) == pytest.approx(0.5)
+    assert secant_length(0.0, -1.0, 0.1) == 1.0  # no ascent along the step: nothing to cut back to
