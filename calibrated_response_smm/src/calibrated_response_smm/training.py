@@ -220,6 +220,33 @@ def _polish(model: SMMModel, config: SMMConfig, static: Static, estimate: FinalE
     return estimate, steps, sweeps
 
 
+#: The polish steps with the full feature covariance, averaged over the final estimate's
+#: evaluations, for at most this many constraints (its host eigendecomposition: 0.8 s at
+#: 2,000, 7.6 s at 4,096 on a 2-core CPU) ...
+DENSE_POLISH_MAX = 4096
+#: ... and with at least this many samples (chains x evaluations of one batch) per constraint.
+POLISH_SAMPLES_PER_MULTIPLIER = 8
+
+
+def polish_curvature(curvature: str, n_constraints: int, config: SMMConfig) -> str:
+    """The covariance the polish's Newton step reads: ``dense`` where the final estimate can measure it.
+
+    The search's local curvature (:mod:`.curvature`) drops the covariance of
+    constraints that share no variable, which a strongly coupled cluster makes large;
+    from one iteration's chains the full one is singular. The final estimate averages
+    it over many evaluations: on 1,000-variable synthetic trees (1,999 constraints,
+    2,048 chains x 15 evaluations) one polish step from it took the largest residual
+    from 0.0185 to 0.0062 and the marginals to 0.0034 of the exact ones, where the local
+    step left 0.017 and 0.016.
+    """
+    if curvature != "local":
+        return curvature
+    samples = math.ceil(config.final_sweeps / max(int(config.scope_every), 1)) * config.num_chains
+    if n_constraints <= DENSE_POLISH_MAX and n_constraints * POLISH_SAMPLES_PER_MULTIPLIER <= samples:
+        return "dense"
+    return curvature
+
+
 #: The final estimate burns in for this many of the chains' integrated autocorrelation times ...
 BURN_IN_TIMES = 5
 #: ... and at least this many sweeps, at most ``burn_in_sweeps``.
@@ -302,7 +329,7 @@ def fit_model(
     scope_plan = build_scope_plan(model.graph, model.layout, rare) if rare else None
     can_polish = (config.polish_steps > 0 and isinstance(objective, MomentObjective)
                   and static.curvature in ("dense", "local"))
-    covariance = static.curvature if can_polish else None
+    covariance = polish_curvature(static.curvature, len(model.targets.constraints), config) if can_polish else None
     estimate = final_estimate(model, config, static, state, scope_plan, covariance)
     polish_steps, final_sweeps_run = 0, estimate.total_sweeps
     if can_polish and (rare or _off_optimum(model, config, estimate)):

@@ -8,7 +8,14 @@ import pytest
 from calibrated_response_smm.config import SMMConfig
 from calibrated_response_smm.mcmc.plan import MERGE_PADDING, merge_small_stages
 from calibrated_response_smm.step import autocorrelation_time
-from calibrated_response_smm.training import BURN_IN_TIMES, MIN_BURN_IN, adaptive_burn_in, secant_length
+from calibrated_response_smm.training import (
+    BURN_IN_TIMES,
+    DENSE_POLISH_MAX,
+    MIN_BURN_IN,
+    adaptive_burn_in,
+    polish_curvature,
+    secant_length,
+)
 
 
 # -- autocorrelation time ----------------------------------------------------------------
@@ -97,3 +104,13 @@ def test_secant_length_keeps_a_step_whose_slope_did_not_turn_beyond_its_noise():
     assert secant_length(1.0, -0.15, 0.1) == 1.0  # turned by 1.5 standard errors: noise
     assert secant_length(1.0, -1.0, 0.1) == pytest.approx(0.5)
     assert secant_length(0.0, -1.0, 0.1) == 1.0  # no ascent along the step: nothing to cut back to
+
+
+def test_the_polish_reads_the_full_covariance_where_the_final_estimate_can_measure_it():
+    config = SMMConfig(num_chains=2048, final_sweeps=60, scope_every=4)  # 15 evaluations x 2,048 chains
+    assert polish_curvature("local", 1999, config) == "dense"
+    assert polish_curvature("local", DENSE_POLISH_MAX + 1, config) == "local"  # its eigendecomposition: too slow
+    few = SMMConfig(num_chains=256, final_sweeps=60, scope_every=4)  # 3,840 samples for 1,999 multipliers
+    assert polish_curvature("local", 1999, few) == "local"
+    assert polish_curvature("diagonal", 10, config) == "diagonal"
+    assert polish_curvature("dense", 10, config) == "dense"
