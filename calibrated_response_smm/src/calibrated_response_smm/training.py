@@ -143,12 +143,13 @@ def _off_optimum(model: SMMModel, config: SMMConfig, estimate: FinalEstimate) ->
     means' standard error: the averaged multipliers missed by more than the final
     estimate's noise, which a Newton step from these precise means corrects.
     """
-    params = np.asarray(jax.device_get(estimate.state.params), np.float64)[: len(model.targets.constraints)]
-    gradient = scaled_gradient(model.targets, params, estimate.table_moments)
+    gradient = scaled_gradient(model.targets, _params(estimate, len(model.targets.constraints)),
+                               estimate.table_moments)
     return bool(np.max(np.abs(gradient), initial=0.0) > config.tolerance + 2.0 * estimate.stderr)
 
 
 def _params(estimate: FinalEstimate, n: int) -> np.ndarray:
+    """The estimate's first ``n`` multipliers (the constraints'), on the host in float64."""
     return np.asarray(jax.device_get(estimate.state.params), np.float64)[:n]
 
 
