@@ -15,17 +15,18 @@ constraint's scope (a bridge) shares a variable with each. Bridges see more of a
 strongly coupled cluster (an estimate ``P(B | A)`` fitted with a multiplier of 20
 nats makes ``P(A)`` and ``P(B)``, which share no variable, nearly collinear), but on
 synthetic 1,000-variable trees they made the search and the polish no better (seeds
-1-2: max marginal error 0.019 and 0.012 against 0.014 and 0.018, one search 190
-iterations against 70) for three times the pairs, so one hop is the default.
+1-2, three polish steps: max marginal error 0.019 and 0.012 against 0.014 and 0.018,
+one search 190 iterations against 70) for three times the pairs, so one hop is the
+default.
 Shrinking the kept entries instead (a Schur product with a positive semi-definite
 taper such as ``|s_k & s_l| / sqrt(|s_k| |s_l|)``, which keeps the matrix
 semi-definite) makes two nearly collinear features look independent: the step along
 their difference, where the dual is flattest, comes out several times too short, and
 on a 1,000-variable synthetic tree the fit stopped 0.016 away from the exact
-marginals (0.008 with the entries kept whole). The masked matrix may be indefinite, so the system is solved by
-truncated conjugate gradients (Newton-CG): the iteration stops at the first search
-direction of non-positive curvature and returns the last iterate, which still ascends
-the dual (at the first, the preconditioned gradient). ``P`` pairs cost ``O(P C)`` to
+marginals (0.008 with the entries kept whole). The masked matrix may be indefinite,
+so the system is solved by truncated conjugate gradients (Newton-CG): the iteration
+stops at the first search direction of non-positive curvature and returns the last
+iterate, which still ascends the dual (at the first, the preconditioned gradient). ``P`` pairs cost ``O(P C)`` to
 estimate and ``O(P)`` per product. Where a variable sits in more than ``MAX_SHARED``
 constraints it links, and bridges, nothing: only its pairs with the constraints on
 that variable alone are kept, so a hub does not add a quadratic number of pairs.

@@ -220,9 +220,10 @@ def run_chunk(static: Static, plan: SweepPlan, objective, pattern, state: TrainS
     Rao-Blackwellised sums of every sweep in the chunk, and the chunk's verdict:
     whether the residuals averaged over its last half of iterations are all within
     tolerance (:func:`within_tolerance`, with one iteration's standard errors). A
-    Newton step leaves each iterate off the optimum by the last iteration's noise, so one iterate's residuals carry about twice the noise variance and, among
-    thousands of constraints, some pass ``3`` standard errors by chance nearly every
-    iteration; along the iterations that noise cancels (each step undoes the last
+    Newton step leaves each iterate off the optimum by the last iteration's noise, so
+    one iterate's residuals carry about twice the noise variance and, among thousands
+    of constraints, some pass ``3`` standard errors by chance nearly every iteration;
+    along the iterations that noise cancels (each step undoes the last
     one's error) while a residual that persists does not. ``pattern`` is the local
     curvature's :class:`~.curvature.Pattern` (None unless ``static.curvature`` is
     ``local``). ``state`` is donated: the new state takes over its buffers (at 30
