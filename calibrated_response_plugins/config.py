@@ -102,7 +102,8 @@ class CoreConfig:
     :param correlation_rounds: most rounds of the correlation loop (the first is the
         fit without correlations).
     :param correlation_tolerance: the loop stops when no correlation's pair moments
-        (variables rescaled to [0, 1]) move more than this between two rounds.
+        (variables rescaled to [0, 1]) move more than this between two rounds (or, for a
+        sampling backend, more than two standard errors of its means).
 
     A backend whose engine fits scopes of at most ``n`` variables says so by setting
     the class attribute ``supported_arity = n`` on its config class; the compiler

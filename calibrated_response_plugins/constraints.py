@@ -201,7 +201,10 @@ class FitResult:
     ``(K, 2)`` with the model's ``E[report_numerator]`` and
     ``E[report_denominator]`` for each constraint. ``marginals`` maps each
     variable name to its state probabilities. ``state`` is anything the backend
-    wants to keep (its trained model, chains, ...).
+    wants to keep (its trained model, chains, ...). ``moment_stderr`` is the Monte
+    Carlo standard error of the fitted means (the largest over the constraints, report
+    units): 0 for an exact backend; a sampling one says how far its means move from
+    one fit to the next by noise alone (the correlation loop stops at that scale).
     """
 
     lambdas: np.ndarray = attrs.field(converter=frozen_array)
@@ -215,6 +218,7 @@ class FitResult:
     diagnostics: dict[str, Any] = attrs.field(factory=dict)
     warnings: tuple[str, ...] = attrs.field(converter=tuple, factory=tuple)
     state: Any = None
+    moment_stderr: float = attrs.field(default=0.0, converter=float)
 
 
 def connected_components(n_variables: int, scopes: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:

@@ -52,6 +52,9 @@ FORCING = 1e-3
 LOOSEST_INNER = 1e-4
 #: ... and the backend's own once the outer residual is below this many correlation_tolerance.
 TIGHT_WITHIN = 100.0
+#: A sampling backend's round settles once the moments moved by at most this many of its
+#: standard errors (``FitResult.moment_stderr``): a smaller change is noise, not progress.
+NOISE_Z = 2.0
 
 Progress = Callable[[int, int, dict], None]
 
@@ -326,6 +329,16 @@ def inner_tolerance(config: Any, residual: float, tolerance: float) -> float | N
     return loose if loose > own else None
 
 
+def settled_within(tolerance: float, fitted: FitResult) -> float:
+    """The change of the moments between two rounds below which the loop stops.
+
+    ``tolerance``, or for a sampling backend ``NOISE_Z`` standard errors of its means
+    where that is more: two fits at the same linearisation differ by that much by
+    noise alone, so rounds past it only redraw the noise.
+    """
+    return max(tolerance, NOISE_Z * float(fitted.moment_stderr))
+
+
 def round_config(config: Any, inner: float | None) -> Any:
     """``config`` with its inner tolerance field set to ``inner`` (None: unchanged)."""
     return config if inner is None else attrs.evolve(config, **{config.inner_tolerance_field: inner})
@@ -436,7 +449,7 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
             damping = min(2.0 * damping, 1.0)
         last_change = residual = change
         # A round fitted at a loosened tolerance never ends the loop: the answer is a full-accuracy fit.
-        converged = change <= tolerance and inner is None
+        converged = change <= settled_within(tolerance, fitted) and inner is None
         if not converged:
             points = next_points(mixer, correlations, points, moments, active, damping)
         rounds.append({"round": len(rounds) + 1, "max_change": change,
@@ -448,7 +461,8 @@ def fit_problem(hook, problem: ConstraintSet, config: Any, progress: Progress | 
     if not converged:
         warnings.append(
             f"correlations: the successive linearisation did not settle within {max_rounds} rounds "
-            f"(last change of the moments {last_change:.2e} > correlation_tolerance {tolerance:.1e})"
+            f"(last change of the moments {last_change:.2e} > {settled_within(tolerance, fitted):.1e}: "
+            f"correlation_tolerance {tolerance:.1e}, or {NOISE_Z:g} standard errors of a sampling backend's means)"
         )
     info = {
         "rounds": len(rounds), "converged": converged, "warm_rounds": warm_rounds, "history": rounds,

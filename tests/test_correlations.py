@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 
 from calibrated_response_plugins import DistributionBuilder, compile_problem
 from calibrated_response_plugins.config import CoreConfig
+from calibrated_response_plugins.constraints import FitResult
 from calibrated_response_plugins.correlations import (
+    NOISE_Z,
     correlation_of,
     h_gradient,
     h_value,
     linearised_constraint,
     moments_of,
+    settled_within,
 )
 from calibrated_response_plugins.models import ModelInputError
 from calibrated_response_plugins.registry import register_backend, unregister_backend
+from calibrated_response_plugins.hookspecs import hookimpl
 from calibrated_response_plugins.testing import UniformBackend
 
 RAIN = {"name": "rain", "description": "", "type": "binary"}
@@ -142,3 +147,42 @@ def test_a_variable_the_fit_makes_constant_is_skipped_after_the_first_round():
         "so its correlation is undefined"]
     assert all(r["estimate_type"] != "correlation" for r in info["constraint_report"])
     assert info["correlations"]["rounds"] == 1
+
+
+class JitteringBackend(UniformBackend):
+    """The uniform fit with P(rain) moved by +/- ``jitter`` in turn each fit, and a stated ``moment_stderr``.
+
+    A sampling backend's means move from one fit to the next by noise alone; ``jitter``
+    plays that noise and ``moment_stderr`` what the backend says of it.
+    """
+
+    def __init__(self, jitter: float, stderr: float):
+        super().__init__()
+        self.jitter, self.stderr, self.fits = jitter, stderr, 0
+
+    @hookimpl
+    def fit(self, model, config, progress):
+        self.fits += 1
+        p = 0.5 + self.jitter * (-1) ** self.fits
+        fitted = UniformBackend.fit(self, model, config, None)
+        marginals = dict(fitted.marginals, rain=np.array([1.0 - p, p]))
+        return attrs.evolve(fitted, marginals=marginals, moment_stderr=self.stderr)
+
+
+@pytest.mark.parametrize(("stderr", "rounds"), [(0.0, 5), (0.0005, 5), (0.002, 2)])
+def test_the_loop_stops_where_the_moments_move_by_noise_alone(stderr, rounds):
+    # E[rain] and E[rain^2] swing by 2 * 0.0015 = 0.003; a linearisation point between two
+    # swings (damped) is 0.0015-0.003 from the next fit's moments. Within NOISE_Z = 2 standard
+    # errors of 0.002 (0.004) round 2 settles; at 0.0005 (0.001) or for an exact backend (the
+    # correlation_tolerance 1e-6) every change is progress, and the loop runs to correlation_rounds.
+    register_backend("jitter_corr", JitteringBackend(0.0015, stderr))
+    try:
+        builder = DistributionBuilder([RAIN, X], [corr("rain", "x", 0.5)], backend="jitter_corr",
+                                      config={"max_bins": 4, "correlation_rounds": 5})
+        info = builder.build(target_variable="rain", progress=False)[1]
+    finally:
+        unregister_backend("jitter_corr")
+    assert info["correlations"]["rounds"] == rounds
+    assert info["correlations"]["converged"] == (rounds < 5)
+    assert settled_within(1e-6, FitResult(np.zeros(0), np.zeros(0), np.zeros((0, 2)), {}, True, 0, 0,
+                                          moment_stderr=stderr)) == max(1e-6, NOISE_Z * stderr)

@@ -109,4 +109,10 @@ def fit_result(compiled: CompiledModel, fit: SMMFit) -> FitResult:
         diagnostics=diagnostics,
         warnings=warnings,
         state=fit,
+        moment_stderr=_finite_or_zero(fit.diagnostics.get("final_stderr")),
     )
+
+
+def _finite_or_zero(value) -> float:
+    """``value`` as a float, 0 where it was not measured (None or nan)."""
+    return float(value) if value is not None and np.isfinite(value) else 0.0
