@@ -121,10 +121,13 @@ def correlation_s2(sd: float | None, l2: float, domains: Sequence[Domain]) -> fl
     ``h`` is a correlation times ``sd(X) sd(Y)``, so the softening is multiplied by both
     variables' spreads under the uniform base measure (fixed by the domains, so the
     objective does not depend on the answer). ``l2`` is thus read in the estimate's own
-    units, as for a probability.
+    units, as for a probability. In correlation units it is held to the compiler's
+    ``[MIN_S2, MAX_S2]`` like every ``s^2`` (an ``sd`` of 1e155 would overflow when squared).
     """
+    from calibrated_response_plugins.compiler import clamped_s2
+
     spread = base_spread(domains[0]) * base_spread(domains[1])
-    return float(l2 * spread**2) if sd is None else float((sd * spread) ** 2)
+    return float((l2 if sd is None else clamped_s2(sd)) * spread**2)
 
 
 def pinned_reason(constraints: Sequence[Constraint], domain: Domain, index: int) -> str | None:

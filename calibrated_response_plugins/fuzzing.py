@@ -206,7 +206,7 @@ def check_compiled(problem, config: CoreConfig):
         compiled = compile_problem(problem.variables, problem.estimates, config)
     except ModelInputError:
         return None
-    assert len(compiled.constraints) + len(compiled.skipped) == len(problem.estimates)
+    assert len(compiled.constraints) + len(compiled.correlations) + len(compiled.skipped) == len(problem.estimates)
     for domain in compiled.domains:
         assert np.all(np.isfinite(domain.bin_edges)) and np.all(np.diff(domain.bin_edges) > 0), domain.name
         assert np.all(np.isfinite(domain.values)), domain.name
@@ -215,6 +215,10 @@ def check_compiled(problem, config: CoreConfig):
             assert np.all(np.isfinite(table)), constraint.id
         assert math.isfinite(constraint.target) and math.isfinite(constraint.report_target), constraint.id
         assert MIN_S2 <= constraint.s2 <= MAX_S2, (constraint.id, constraint.s2)
+    for correlation in compiled.correlations:
+        assert math.isfinite(correlation.correlation), correlation.id
+        # s^2 in h's units: the correlation units' [MIN_S2, MAX_S2] times both spreads squared (at most 1/16)
+        assert 0.0 < correlation.s2 <= MAX_S2, (correlation.id, correlation.s2)
     again = compile_problem(problem.variables, problem.estimates, config)
     assert again.skipped == compiled.skipped and again.warnings == compiled.warnings
     return compiled

@@ -186,3 +186,13 @@ def test_the_loop_stops_where_the_moments_move_by_noise_alone(stderr, rounds):
     assert info["correlations"]["converged"] == (rounds < 5)
     assert settled_within(1e-6, FitResult(np.zeros(0), np.zeros(0), np.zeros((0, 2)), {}, True, 0, 0,
                                           moment_stderr=stderr)) == max(1e-6, NOISE_Z * stderr)
+
+
+def test_a_huge_sd_on_a_correlation_is_capped_not_an_overflow():
+    # sd 1e155 squared overflows a float; like every s^2 it is held to MAX_S2 (in correlation units),
+    # then carried to h's units by both variables' spreads (1/2 for a uniform binary).
+    from calibrated_response_plugins.compiler import MAX_S2
+
+    compiled = compile_problem([RAIN, WIND], [corr("rain", "wind", 0.0, sd=1e155)], CONFIG)
+    (correlation,) = compiled.correlations
+    assert correlation.s2 == pytest.approx(MAX_S2 * (0.5 * 0.5) ** 2)

@@ -152,12 +152,13 @@ def _params(estimate: FinalEstimate, n: int) -> np.ndarray:
     return np.asarray(jax.device_get(estimate.state.params), np.float64)[:n]
 
 
-def _at(model, config, static, estimate: FinalEstimate, lambdas, scope_plan, covariance) -> FinalEstimate:
+def _at(model, config, static, estimate: FinalEstimate, lambdas, scope_plan, covariance,
+        measure_covariance: bool) -> FinalEstimate:
     """A fresh final estimate at multipliers ``lambdas``, continuing ``estimate``'s chains."""
     params = np.asarray(jax.device_get(estimate.state.params), np.float64)
     params[: len(lambdas)] = lambdas
     state = estimate.state._replace(params=jnp.asarray(params, jnp.float32))
-    return final_estimate(model, config, static, state, scope_plan, covariance)
+    return final_estimate(model, config, static, state, scope_plan, covariance, measure_covariance)
 
 
 #: A polish step is shortened only when the slope along it turned by more than this many standard errors.
@@ -205,13 +206,14 @@ def _polish(model: SMMModel, config: SMMConfig, static: Static, estimate: FinalE
         start = _params(estimate, n)
         before = dual_gradient(model.targets, start, estimate.table_moments)
         direction = newton_step(model.targets, start, estimate.table_moments, estimate.covariance, pattern) - start
-        stepped = _at(model, config, static, estimate, start + direction, scope_plan, covariance)
+        further = steps + 1 < config.polish_steps  # the estimates at this step may feed another one
+        stepped = _at(model, config, static, estimate, start + direction, scope_plan, covariance, further)
         sweeps += stepped.total_sweeps
         after = dual_gradient(model.targets, _params(stepped, n), stepped.table_moments)
         length = secant_length(float(before @ direction), float(after @ direction),
                                stepped.stderr * float(np.linalg.norm(direction)))
         if length < 1.0:  # between two points within the sign bounds: within them too
-            stepped = _at(model, config, static, stepped, start + length * direction, scope_plan, covariance)
+            stepped = _at(model, config, static, stepped, start + length * direction, scope_plan, covariance, further)
             sweeps += stepped.total_sweeps
         estimate = stepped
         steps += 1
