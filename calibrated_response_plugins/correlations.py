@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from calibrated_response_plugins.compiler import clamped_s2
 from calibrated_response_plugins.constraints import (
     Constraint,
     ConstraintSet,
@@ -124,8 +125,6 @@ def correlation_s2(sd: float | None, l2: float, domains: Sequence[Domain]) -> fl
     units, as for a probability. In correlation units it is held to the compiler's
     ``[MIN_S2, MAX_S2]`` like every ``s^2`` (an ``sd`` of 1e155 would overflow when squared).
     """
-    from calibrated_response_plugins.compiler import clamped_s2
-
     spread = base_spread(domains[0]) * base_spread(domains[1])
     return float((l2 if sd is None else clamped_s2(sd)) * spread**2)
 
