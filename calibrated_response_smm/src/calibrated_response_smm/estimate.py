@@ -77,13 +77,12 @@ class TableMoments:
         return carry
 
 
-@_observer(data=("plan", "flat"), meta=("n_segments", "per_chain"))
+@_observer(data=("plan", "flat"), meta=("per_chain",))
 class ScopeCells:
     """The scope estimator: the log of the chains' mean cell probability, and (``per_chain``) each chain's sum."""
 
     plan: ScopePlan
     flat: jax.Array
-    n_segments: int
     per_chain: bool
     every_sweep = False
 
@@ -93,7 +92,7 @@ class ScopeCells:
 
     def update(self, carry, x, sums):
         log_mean, chains = carry
-        log_p = cell_log_probabilities(self.plan, self.flat, x, self.n_segments)
+        log_p = cell_log_probabilities(self.plan, self.flat, x)
         log_mean = jnp.logaddexp(log_mean, chain_log_mean(log_p))
         return log_mean, (chains + jnp.exp(log_p)) if self.per_chain else chains
 
@@ -104,8 +103,9 @@ class ScopeCells:
     def finalize(self, carry, n_evaluations: int, every: int):
         """Log mean cell probabilities ``[N]``, and each chain's mean ``[N, C]`` (or None)."""
         log_mean, chains = carry
+        # the chains' sums stay float32 (``[N, C]``, the largest carry): they are only projected on features
         return (np.asarray(log_mean, np.float64) - math.log(n_evaluations),
-                np.asarray(chains, np.float64) / n_evaluations if self.per_chain else None)
+                np.asarray(chains) / np.float32(n_evaluations) if self.per_chain else None)
 
 
 @_observer(data=("objective", "pattern", "active"), meta=("n_states", "mode"))
@@ -342,7 +342,7 @@ def final_estimate(model, config, static: Static, state: TrainState, scope_plan:
     flat = flat_tables(factor_tables(static, objective, state.params))
     observers = {"moments": TableMoments(static.shape)}
     if scope_plan is not None:
-        observers["scope"] = ScopeCells(scope_plan.device(), flat, scope_plan.n_segments, spread is not None)
+        observers["scope"] = ScopeCells(scope_plan.device(), flat, spread is not None)
     if covariance is not None:
         observers["covariance"] = FeatureCovariance(objective, pattern if covariance == "local" else None, n_states,
                                                     covariance, jnp.asarray(measure_covariance))

@@ -16,17 +16,24 @@ average over chains is an unbiased estimate of the scope's table moment whose
 variance comes only from how the rest of the chain moves ``q_f``, so a rare
 cell's probability is estimated to a small relative error.
 
-Layout: the cells of every factor are concatenated on one axis; each cell lists
-the entries of the flat table vector (all bucket tables, padded to ``S`` states
-per axis) that its log-weight sums: constant indices for the factors inside the
-scope (the same for every chain), and for the factors reaching outside it a
-constant index plus at most two ``stride * x[w]`` terms for the outside variables. Sizes are padded to
-powers of two so that problems of similar size share compiled code.
+Layout: the cells of every factor are concatenated on one axis. A cell's log-weight
+sums terms of two kinds. Factors inside the scope give constant entries of the flat
+table vector (all bucket tables, padded to ``S`` states per axis), the same for every
+chain. A factor reaching outside the scope gives a term that depends on the cell only
+through the scope variables it shares. Those terms (a constant index plus at most two
+``stride * x[w]`` for the outside variables) are evaluated once per chain and value of
+the shared variables, and summed into *groups*: one per chosen factor, subset of its
+scope and values of that subset. A cell then adds one group row per subset, a gather
+of contiguous chain rows, where it gathered one scattered entry per touching factor
+before (a three-variable scope of 21 bins with 16 touching factors: logits 2x, the
+whole evaluation 5x faster). Sizes are padded to powers of two so that problems of
+similar size share compiled code.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+import functools
 
 import attrs
 import jax
@@ -39,16 +46,24 @@ MIN_CELLS = 256
 MIN_TERMS = 4
 
 
-class ScopePlan(NamedTuple):
-    """Index maps of the scope estimator (device pytree)."""
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["segment", "inner", "groups", "const", "w1", "m1", "w2", "m2", "group"],
+                   meta_fields=["n_segments", "n_groups"])
+@dataclasses.dataclass(frozen=True)
+class ScopePlan:
+    """Index maps of the scope estimator (device pytree; the segment counts are static)."""
 
     segment: jax.Array  # i32[N]: factor slot of each cell (padding: the last slot)
     inner: jax.Array  # i32[N, T_in]: flat table index of each term inside the scope (padding: the zero entry)
-    const: jax.Array  # i32[N, T]: flat table index of each term at x_outside = 0 (padding: the zero entry)
-    w1: jax.Array  # i32[N, T]: first outside variable of the term (dummy row: state 0)
-    m1: jax.Array  # i32[N, T]: its stride in the flat table
-    w2: jax.Array  # i32[N, T]
-    m2: jax.Array  # i32[N, T]
+    groups: jax.Array  # i32[N, U]: the group each cell adds per subset (padding: the last group, all zero)
+    const: jax.Array  # i32[R]: flat table index of each outside term at x_outside = 0 (padding: the zero entry)
+    w1: jax.Array  # i32[R]: first outside variable of the term (dummy row: state 0)
+    m1: jax.Array  # i32[R]: its stride in the flat table
+    w2: jax.Array  # i32[R]
+    m2: jax.Array  # i32[R]
+    group: jax.Array  # i32[R]: the group the term adds to, ascending
+    n_segments: int  # factor slots, padded (the last one collects padding cells)
+    n_groups: int  # groups, padded (the last one is all padding)
 
 
 @attrs.frozen(eq=False)
@@ -60,10 +75,12 @@ class HostScopePlan:
     offsets: tuple[int, ...]  # first cell of each chosen factor
     shapes: tuple[tuple[int, ...], ...]
 
-    def device(self) -> ScopePlan:
-        return ScopePlan(**{k: jnp.asarray(v) for k, v in self.arrays.items()})
-
     n_segments: int  # factor slots, padded (the last one collects padding cells)
+    n_groups: int  # term groups, padded
+
+    def device(self) -> ScopePlan:
+        return ScopePlan(**{k: jnp.asarray(v) for k, v in self.arrays.items()}, n_segments=self.n_segments,
+                         n_groups=self.n_groups)
 
     def tables(self, cell_log_means) -> dict[int, np.ndarray]:
         """Per chosen factor id: its table moment (float64) from the per-cell log means."""
@@ -105,82 +122,102 @@ def _touching(layout: TableLayout, scope: set[int]):
     return out
 
 
+def _shared_terms(layout: TableLayout, starts: list[int], scope: list[int]):
+    """The touching factors of ``scope`` as ``(base, shared, outside)``: flat index of the
+    factor's table, ``(variable, stride)`` of its scope variables, and of its others."""
+    S = layout.n_states
+    out = []
+    for bi, pos, vars_g in _touching(layout, set(scope)):
+        arity = len(vars_g)
+        strides = [S ** (arity - 1 - j) for j in range(arity)]
+        shared = [(v, m) for v, m in zip(vars_g, strides) if v in scope]
+        outside = [(v, m) for v, m in zip(vars_g, strides) if v not in scope]
+        out.append((starts[bi] + pos * S**arity, shared, outside))
+    return out
+
+
 def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -> HostScopePlan:
     """The estimator for the scopes of ``factor_ids`` (graph factor ids)."""
     grow = bucket if pad else (lambda n, minimum=1: max(int(n), 1))
-    S, dummy = layout.n_states, layout.dummy
-    starts, total = _flat_offsets(layout)
-    zero_entry = total
-    rows = []  # per cell: (segment, [inside-scope index, ...], [(const, w1, m1, w2, m2), ...])
+    dummy = layout.dummy
+    starts, zero_entry = _flat_offsets(layout)
+    cells = []  # per cell: (slot, [inside-scope index, ...], [group key per subset, ...])
+    groups: dict[tuple, list] = {}  # (slot, shared variables, their values) -> [(const, w1, m1, w2, m2), ...]
     offsets, shapes = [], []
     for slot, fid in enumerate(factor_ids):
         scope = list(graph.factors[fid].var_ids)
         shape = tuple(graph.sizes[v] for v in scope)
-        offsets.append(len(rows))
+        offsets.append(len(cells))
         shapes.append(shape)
-        terms = _touching(layout, set(scope))
+        inside_terms, subsets = [], set()
+        for base, shared, outside in _shared_terms(layout, starts, scope):
+            if not outside:  # the same for every chain
+                inside_terms.append((base, shared))
+                continue
+            outside = outside + [(dummy, 0)] * (2 - len(outside))
+            subset = tuple(sorted(v for v, _ in shared))
+            subsets.add(subset)
+            for values in np.ndindex(*[graph.sizes[v] for v in subset]):
+                value = dict(zip(subset, values))
+                const = base + sum(m * value[v] for v, m in shared)
+                groups.setdefault((slot, subset, values), []).append(
+                    (const, outside[0][0], outside[0][1], outside[1][0], outside[1][1]))
+        subsets = sorted(subsets)
         for cell in np.ndindex(*shape):
             value = dict(zip(scope, cell))
-            inside, cell_terms = [], []
-            for bi, pos, vars_g in terms:
-                arity = len(vars_g)
-                const = starts[bi] + pos * S**arity
-                outside = []
-                for j, v in enumerate(vars_g):
-                    stride = S ** (arity - 1 - j)
-                    if v in value:
-                        const += stride * value[v]
-                    else:
-                        outside.append((v, stride))
-                if not outside:  # the same for every chain
-                    inside.append(const)
-                    continue
-                outside += [(dummy, 0)] * (2 - len(outside))
-                cell_terms.append((const, outside[0][0], outside[0][1], outside[1][0], outside[1][1]))
-            rows.append((slot, inside, cell_terms))
-    n_cells = grow(len(rows), MIN_CELLS)
-    n_inner = grow(max([len(t) for _, t, _ in rows] + [1]), MIN_TERMS)
-    n_terms = grow(max([len(t) for _, _, t in rows] + [1]), MIN_TERMS)
+            inside = [base + sum(m * value[v] for v, m in shared) for base, shared in inside_terms]
+            keys = [(slot, u, tuple(value[v] for v in u)) for u in subsets]
+            cells.append((slot, inside, keys))
+    n_cells = grow(len(cells), MIN_CELLS)
+    n_inner = grow(max([len(t) for _, t, _ in cells] + [1]), MIN_TERMS)
+    n_subsets = max([len(k) for _, _, k in cells] + [1])  # at most 2^arity - 1: few shapes to compile
+    n_groups = grow(len(groups) + 1)  # at least one all-padding group for the padding slots to point at
+    n_terms = grow(sum(len(t) for t in groups.values()), MIN_CELLS)
     n_slots = len(factor_ids)
+    group_index = {key: g for g, key in enumerate(groups)}
     segment = np.full(n_cells, n_slots, np.int32)
     inner = np.full((n_cells, n_inner), zero_entry, np.int32)
-    const = np.full((n_cells, n_terms), zero_entry, np.int32)
-    w1 = np.full((n_cells, n_terms), dummy, np.int32)
-    w2 = np.full((n_cells, n_terms), dummy, np.int32)
-    m1 = np.zeros((n_cells, n_terms), np.int32)
-    m2 = np.zeros((n_cells, n_terms), np.int32)
-    for i, (slot, inside, cell_terms) in enumerate(rows):
+    cell_groups = np.full((n_cells, n_subsets), n_groups - 1, np.int32)
+    for i, (slot, inside, keys) in enumerate(cells):
         segment[i] = slot
         inner[i, : len(inside)] = inside
-        for t, entry in enumerate(cell_terms):
-            const[i, t], w1[i, t], m1[i, t], w2[i, t], m2[i, t] = entry
-    arrays = dict(segment=segment, inner=inner, const=const, w1=w1, m1=m1, w2=w2, m2=m2)
-    n_segments = grow(n_slots + 1, 8)
-    return HostScopePlan(arrays, tuple(int(f) for f in factor_ids), tuple(offsets), tuple(shapes), n_segments)
+        cell_groups[i, : len(keys)] = [group_index[k] for k in keys]
+    terms = [(*entry, g) for g, members in enumerate(groups.values()) for entry in members]
+    padding = (zero_entry, dummy, 0, dummy, 0, n_groups - 1)
+    columns = np.array(terms + [padding] * (n_terms - len(terms)), np.int32).reshape(n_terms, 6).T
+    arrays = dict(segment=segment, inner=inner, groups=cell_groups,
+                  **dict(zip(("const", "w1", "m1", "w2", "m2", "group"), columns)))
+    return HostScopePlan(arrays, tuple(int(f) for f in factor_ids), tuple(offsets), tuple(shapes),
+                         grow(n_slots + 1, 8), n_groups)
 
 
 def cell_logits(plan: ScopePlan, flat, x) -> jax.Array:
     """Unnormalised log conditional of every cell given each chain's outside variables, ``[N, C]``."""
-    index = plan.const[..., None] + plan.m1[..., None] * x[plan.w1] + plan.m2[..., None] * x[plan.w2]  # [N, T, C]
-    return jnp.sum(flat[plan.inner], axis=1)[:, None] + jnp.sum(flat[index], axis=1)
+    index = plan.const[:, None] + plan.m1[:, None] * x[plan.w1] + plan.m2[:, None] * x[plan.w2]  # [R, C]
+    grouped = jax.ops.segment_sum(flat[index], plan.group, num_segments=plan.n_groups, indices_are_sorted=True)
+    logits = jnp.sum(flat[plan.inner], axis=1)[:, None]
+    for u in range(plan.groups.shape[1]):  # one row gather per subset of a scope (at most seven)
+        logits = logits + grouped[plan.groups[:, u]]
+    return logits
 
 
-def cell_log_probabilities(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:
+def cell_log_probabilities(plan: ScopePlan, flat, x) -> jax.Array:
     """Per chain, the log probability of each cell under its factor's scope conditional, ``[N, C]``.
 
     Kept in logs: a condition the multipliers make nearly impossible (probability
     1e-40, far below float32's range) still has a finite ratio ``P(A and C) / P(C)``.
     """
     logits = cell_logits(plan, flat, x)
-    top = jax.ops.segment_max(logits, plan.segment, num_segments=n_segments)
+    top = jax.ops.segment_max(logits, plan.segment, num_segments=plan.n_segments, indices_are_sorted=True)
     shifted = logits - top[plan.segment]
-    total = jax.ops.segment_sum(jnp.exp(shifted), plan.segment, num_segments=n_segments)
+    total = jax.ops.segment_sum(jnp.exp(shifted), plan.segment, num_segments=plan.n_segments,
+                                indices_are_sorted=True)
     return shifted - jnp.log(total)[plan.segment]
 
 
-def scope_cell_log_means(plan: ScopePlan, flat, x, n_segments: int) -> jax.Array:
+def scope_cell_log_means(plan: ScopePlan, flat, x) -> jax.Array:
     """Log of the chain average of each cell's probability, ``[N]``."""
-    return chain_log_mean(cell_log_probabilities(plan, flat, x, n_segments))
+    return chain_log_mean(cell_log_probabilities(plan, flat, x))
 
 
 def chain_log_mean(log_p) -> jax.Array:

@@ -42,7 +42,7 @@ def test_cell_probabilities_are_the_exact_scope_conditionals():
     plan = build_plan(graph, layout, 16).device()
     x = random_states(plan, jnp.asarray(seed_words(5)), 16)
     flat = flat_tables(tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
-    log_p = np.asarray(cell_log_probabilities(host.device(), flat, x, host.n_segments), np.float64)
+    log_p = np.asarray(cell_log_probabilities(host.device(), flat, x), np.float64)
     joint = graph_joint(graph)
     states = np.asarray(x)[: graph.n_vars].T
     for chain, state in enumerate(states):
@@ -66,7 +66,7 @@ def test_chain_average_matches_the_table_marginals():
     @jax.jit
     def run(x):
         x, _ = run_sweeps(plan, rows, x, seed, jnp.uint32(0), None, 20, accumulate=False)
-        return scope_cell_log_means(host.device(), flat, x, host.n_segments)
+        return scope_cell_log_means(host.device(), flat, x)
 
     means = host.tables(np.asarray(run(random_states(plan, seed, chains)), np.float64))
     joint = graph_joint(graph)
@@ -112,7 +112,7 @@ def test_a_nearly_impossible_condition_keeps_a_finite_ratio():
     plan = build_plan(graph, layout, 8).device()
     x = random_states(plan, jnp.asarray(seed_words(0)), 8)
     flat = flat_tables(tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
-    table = host.tables(np.asarray(scope_cell_log_means(host.device(), flat, x, host.n_segments)))[1]
+    table = host.tables(np.asarray(scope_cell_log_means(host.device(), flat, x)))[1]
     assert 0.0 < table[:, 2].sum() < 1e-40
     # exact: P(a = 1 | c = 2) = e^0.8 / (1 + e^0.8); float32 logits give ~1e-6 relative error
     np.testing.assert_allclose(table[1, 2] / table[:, 2].sum(), np.exp(0.8) / (1 + np.exp(0.8)), rtol=1e-4)
