@@ -124,6 +124,11 @@ class SMMConfig(CoreConfig):
         :func:`calibrated_response_smm.use_cpu_cores` before its first compile. That
         sets JAX's CPU device count for the whole process, so it is off by default;
         it has no effect once JAX has started or when the count was chosen already.
+    :param compilation_cache: where compiled programs are kept for the next process
+        (see :mod:`calibrated_response_smm.compilation_cache`): ``"auto"`` (default)
+        ``$CALIBRATED_RESPONSE_CACHE`` or ``~/.cache/calibrated_response/jax``; a path:
+        that directory; None or ``"off"``: none. A cache directory JAX was given already
+        wins. Process-wide, as JAX's setting is.
     :param correlation_rounds: as in the core config (fewer by default: each round is a
         full stochastic fit, warm-started from the last one's chains and multipliers).
     :param correlation_tolerance: as in the core config, at the chains' noise level.
@@ -165,6 +170,8 @@ class SMMConfig(CoreConfig):
     checkpoint_every: int = attrs.field(default=10, validator=positive_int)
     checkpoint_keep: int = attrs.field(default=2, validator=positive_int)
     one_device_per_core: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    compilation_cache: str | None = attrs.field(default="auto", converter=_path_text,
+                                                validator=attrs.validators.optional(attrs.validators.instance_of(str)))
     # The chains' moments move by Monte Carlo noise (~1e-3) from round to round, so the
     # correlation loop stops at that scale rather than at the exact backends' 1e-6.
     correlation_rounds: int = attrs.field(default=12, validator=positive_int)

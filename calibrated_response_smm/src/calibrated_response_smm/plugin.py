@@ -26,12 +26,16 @@ def compile_constraints(problem, config: SMMConfig):
     """Group the constraints into factors, lay them out and colour the graph.
 
     With ``config.one_device_per_core`` (off by default: it is process-wide) JAX is
-    first asked for one CPU device per core, which only works before JAX starts.
+    first asked for one CPU device per core, which only works before JAX starts. JAX's
+    persistent compilation cache is pointed at ``config.compilation_cache`` first.
     """
     if config.one_device_per_core:
         from calibrated_response_smm.mcmc.sharding import use_cpu_cores
 
         use_cpu_cores()
+    from calibrated_response_smm.compilation_cache import use_compilation_cache
+
+    use_compilation_cache(config.compilation_cache)
     from calibrated_response_smm.engine import compile_model
 
     return compile_model(problem, config)
