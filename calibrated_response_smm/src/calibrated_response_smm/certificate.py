@@ -22,7 +22,10 @@ by ``P(C)``):
    not forgotten their start disagree (the chain-group analogue of split R-hat, which
    is reported too).
 
-A failed certificate names the constraints in doubt and by how much.
+A failed certificate names the constraints in doubt and by how much. Where the fit's
+last polish step re-estimates the moments at the final multipliers, that estimate runs
+on the certificate's chain groups (:func:`restart_for_certificate`) and the test reads
+its sweeps (:func:`certify_estimate`) rather than running sweeps of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,6 +170,30 @@ def _fresh_chains(static, plan, state, seed: int):
     return state._replace(x=_restart_second_half(plan, state.x, jnp.asarray(seed_words(seed ^ SEED_SALT))))
 
 
+def restart_for_certificate(static, plan, config, state):
+    """``state`` with its second half of chains restarted and ``config`` with the certificate's longer
+    burn-in: a final estimate run from them reads the certificate's chain groups (:func:`certify_estimate`)."""
+    burn_in = BURN_IN_FACTOR * max(int(config.burn_in_sweeps), 1)
+    return _fresh_chains(static, plan, state, int(config.seed)), attrs.evolve(config, burn_in_sweeps=burn_in)
+
+
+def certify_estimate(model, config, estimate) -> Certificate | None:
+    """The certificate read from a final estimate run on :func:`restart_for_certificate`'s chains.
+
+    The same test as :func:`certify`, on every sweep the estimate averaged, so the
+    estimate that gives the answer's moments certifies its multipliers too: they were
+    chosen before those sweeps ran (by the polish step, from the previous estimate).
+    """
+    from .estimate import spread_targets
+
+    if estimate.chain_means is None or estimate.chain_means.shape[1] < 2 * GROUPS:
+        return None
+    chain_means = estimate.chain_means[: len(spread_targets(model.targets).constraints)]
+    lambdas = np.asarray(host_get(estimate.state.params), np.float64)[: len(model.targets.constraints)]
+    return assess(chain_means, model.targets, lambdas, group_labels(chain_means.shape[1]), estimate.total_sweeps,
+                  gradient_tolerance(config))
+
+
 def certify(model, config, static, plan, objective, state) -> Certificate | None:
     """Fresh sweeps at ``state``'s multipliers from continued and restarted chain groups; None
     for table targets (one multiplier per cell: no constraint report to certify)."""
@@ -175,8 +203,8 @@ def certify(model, config, static, plan, objective, state) -> Certificate | None
     if not isinstance(objective, MomentObjective) or state.x.shape[1] < 2 * GROUPS:
         return None
     every = max(int(config.scope_every), 1)
-    state = _fresh_chains(static, plan, state, int(config.seed))
-    n_burn = BURN_IN_FACTOR * max(config.burn_in_sweeps, 1)
+    state, config = restart_for_certificate(static, plan, config, state)
+    n_burn = config.burn_in_sweeps
     state = burn_in(static, plan, objective, state, n_burn, every)
     reader = ChainMeans(model.program.spread, static.shape.n_states)
     n_batch = math.ceil(config.final_sweeps / every)

@@ -315,6 +315,7 @@ class FinalEstimate(NamedTuple):
     covariance: Any  # [K, K] chains' feature covariance, (variances [K], pattern covariances [P]), or None
     stderr: float  # largest standard error of a constraint mean, report units (nan: not measured)
     total_sweeps: int  # sweeps run, burn-in included
+    chain_means: np.ndarray | None = None  # [K', C] each chain's mean of the spread features (see ChainMeans)
 
 
 def final_estimate(model, config, static: Static, state: TrainState, scope_plan: HostScopePlan | None,
@@ -367,6 +368,7 @@ def final_estimate(model, config, static: Static, state: TrainState, scope_plan:
         if log_cells is not None:
             for fid, table in scope_plan.tables(log_cells).items():
                 table_moments[fid] = table
+        means = None
         if "chains" in results:
             means = scope_chain_means(model.targets, results["chains"], chain_cells, scope_plan)
             stderr = chain_stderr(model.targets, means, table_moments)
@@ -379,7 +381,7 @@ def final_estimate(model, config, static: Static, state: TrainState, scope_plan:
     if cov is not None:
         k = len(model.targets.constraints)
         cov = cov[:k, :k] if covariance == "dense" else (cov[0][:k], cov[1][: pattern_size(model)])
-    return FinalEstimate(state, table_moments, marginals, sweeps, float(acc.changed), cov, stderr, total_sweeps)
+    return FinalEstimate(state, table_moments, marginals, sweeps, float(acc.changed), cov, stderr, total_sweeps, means)
 
 
 def pattern_size(model) -> int:
