@@ -54,3 +54,40 @@ def use_compilation_cache(setting: str | None) -> str | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return str(path)
+
+
+#: Compiled programs in memory are released once the process's memory maps pass this fraction of
+#: the kernel's limit (``vm.max_map_count``, 65,530 by default on Linux).
+MAP_LIMIT_FRACTION = 0.5
+
+
+def _memory_maps() -> tuple[int, int] | None:
+    """This process's memory maps and the kernel's limit on them (None where not readable: not Linux)."""
+    try:
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text(encoding="ascii"))
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            return sum(1 for _ in maps), limit
+    except (OSError, ValueError):
+        return None
+
+
+def release_compiled_programs(fraction: float = MAP_LIMIT_FRACTION) -> bool:
+    """Clear JAX's in-memory caches when this process's memory maps near the kernel's limit; whether it did.
+
+    Each compiled XLA:CPU program keeps memory maps for its code; a problem of a new shape
+    compiles about 70 programs, about 1,100 maps (6- to 9-variable stress problems), so a
+    process fitting distinct problems one after another passed Linux's default limit of
+    65,530 maps after 59 of them, and LLVM's next compilation failed ("Cannot allocate
+    memory"). Programs cleared here are compiled again when needed, from the persistent
+    cache where it is on.
+    """
+    usage = _memory_maps()
+    if usage is None or usage[0] < fraction * usage[1]:
+        return False
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+    return True

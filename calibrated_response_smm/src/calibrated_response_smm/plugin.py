@@ -27,15 +27,17 @@ def compile_constraints(problem, config: SMMConfig):
 
     With ``config.one_device_per_core`` (off by default: it is process-wide) JAX is
     first asked for one CPU device per core, which only works before JAX starts. JAX's
-    persistent compilation cache is pointed at ``config.compilation_cache`` first.
+    persistent compilation cache is pointed at ``config.compilation_cache`` first, and its
+    in-memory programs are released when the process nears its limit of memory maps.
     """
     if config.one_device_per_core:
         from calibrated_response_smm.mcmc.sharding import use_cpu_cores
 
         use_cpu_cores()
-    from calibrated_response_smm.compilation_cache import use_compilation_cache
+    from calibrated_response_smm.compilation_cache import release_compiled_programs, use_compilation_cache
 
     use_compilation_cache(config.compilation_cache)
+    release_compiled_programs()  # a long-lived process fitting many shapes would run out of memory maps
     from calibrated_response_smm.engine import compile_model
 
     return compile_model(problem, config)

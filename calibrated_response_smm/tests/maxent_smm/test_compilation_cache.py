@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import jax
+import pytest
+from calibrated_response_smm import compilation_cache
 from calibrated_response_smm.compilation_cache import use_compilation_cache
 
 FIT = (
@@ -58,3 +60,20 @@ def test_a_directory_that_cannot_be_made_leaves_the_cache_off_with_a_warning(tmp
         f"'cannot create' in str(w[0].message) and {str(blocker)!r} in str(w[0].message))"
     )
     assert _python(code) == ["None", "1", "None", "True"]
+
+
+@pytest.mark.parametrize("usage, cleared", [((40_000, 65_530), True), ((1_000, 65_530), False), (None, False)])
+def test_compiled_programs_are_released_near_the_map_limit(monkeypatch, usage, cleared):
+    calls = []
+    monkeypatch.setattr(compilation_cache, "_memory_maps", lambda: usage)
+    monkeypatch.setattr(jax, "clear_caches", lambda: calls.append(True))
+    assert compilation_cache.release_compiled_programs() is cleared
+    assert calls == ([True] if cleared else [])
+
+
+def test_the_map_count_is_read_where_the_kernel_shows_it():
+    usage = compilation_cache._memory_maps()
+    if usage is None:
+        pytest.skip("no /proc/self/maps here (not Linux)")
+    count, limit = usage
+    assert 0 < count < limit
