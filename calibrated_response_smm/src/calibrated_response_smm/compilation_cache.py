@@ -2,10 +2,11 @@
 
 A pipeline that calls the CLI once per question starts a new process each time, and
 compiling the sweep and its observers is most of a small fit's cold time (eight 5-variable
-shared cases: 8.9 s median in a fresh process, 4.7 s once the cache holds their programs). Sizes are padded to powers of two, so problems of similar size share programs.
-The cache is JAX's own (keyed by the program, JAX and XLA versions and the device), and
-the user's setting of it wins: a cache directory JAX was given (``JAX_COMPILATION_CACHE_DIR``
-or ``jax.config``) is left as it is.
+shared cases: 8.9 s median in a fresh process, 4.7 s once the cache holds their programs).
+Sizes are padded to powers of two, so problems of similar size share programs. The cache
+is JAX's own (keyed by the program, JAX and XLA versions and the device), and the user's
+setting of it wins: a cache directory JAX was given (``JAX_COMPILATION_CACHE_DIR`` or
+``jax.config``) is left as it is.
 """
 
 from __future__ import annotations

@@ -213,6 +213,7 @@ def _polish(model: SMMModel, config: SMMConfig, static: Static, estimate: FinalE
     n = len(model.targets.constraints)
     steps = 0
     sweeps = estimate.total_sweeps
+    certifying = False  # whether the last estimate ran on the certificate's chain groups
     pattern = model.pattern if covariance == "local" else None
     while steps < config.polish_steps and (steps == 0 or _off_optimum(model, config, estimate)):
         start = _params(estimate, n)
@@ -231,7 +232,7 @@ def _polish(model: SMMModel, config: SMMConfig, static: Static, estimate: FinalE
             sweeps += stepped.total_sweeps
         estimate = stepped
         steps += 1
-    return estimate, steps, sweeps, steps > 0 and certified and steps >= config.polish_steps
+    return estimate, steps, sweeps, certifying
 
 
 #: The polish steps with the full feature covariance, averaged over the final estimate's
