@@ -275,12 +275,22 @@ def bins_for(variables: list[dict[str, Any]], budget: int = JOINT_BUDGET) -> int
     return bins
 
 
-def stress_problem(seed: int) -> StressProblem:
-    """The stress problem of ``seed`` (deterministic)."""
+#: The rates of conflicting conditionals a problem draws from: none, some, many.
+CONFLICT_RATES = (0.0, 0.08, 0.25)
+
+
+def stress_problem(seed: int, conflict: float | None = None) -> StressProblem:
+    """The stress problem of ``seed`` (deterministic).
+
+    ``conflict``: the rate of conflicting conditionals instead of the drawn one (the
+    rest of the problem is drawn as before), to generate many members of the class
+    ``CONFLICT_RATES[-1]`` makes: large multipliers, peaked pair conditionals.
+    """
     rng = np.random.default_rng(seed)
     variables = _variables(rng)
     hidden = _hidden(rng, variables)
-    conflict = float(rng.choice([0.0, 0.08, 0.25]))  # none, some, many conflicting conditionals
+    drawn = float(rng.choice(CONFLICT_RATES))
+    conflict = drawn if conflict is None else float(conflict)
     rare_rate = float(rng.choice([0.0, 0.1, 0.25]))
     n_estimates = int(rng.integers(20, 41))
     tags: set = set()
@@ -487,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarise-only", action="store_true",
                         help="fit nothing: summarise the problems of --seeds already in --jsonl")
     parser.add_argument("--write-problems", type=Path, default=None, help="also save each problem JSON here")
+    parser.add_argument("--conflict", type=float, default=None,
+                        help="rate of conflicting conditionals for every problem (default: drawn per seed)")
     args = parser.parse_args(argv)
     options = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
 
@@ -498,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         if seed in done or args.summarise_only:
             continue
-        problem = stress_problem(seed)
+        problem = stress_problem(seed, args.conflict)
         if args.write_problems:
             args.write_problems.mkdir(parents=True, exist_ok=True)
             (args.write_problems / f"stress_{seed}.json").write_text(json.dumps(problem.to_json(), indent=1))

@@ -48,6 +48,13 @@ def test_a_seed_gives_the_same_problem(stress):
     assert stress.stress_problem(7).to_json() != stress.stress_problem(8).to_json()
 
 
+def test_a_forced_conflict_rate_keeps_the_rest_of_the_draw(stress):
+    drawn, forced = stress.stress_problem(3), stress.stress_problem(3, conflict=stress.CONFLICT_RATES[-1])
+    assert forced.variables == drawn.variables  # drawn before the rate
+    assert all("conflict" in stress.stress_problem(seed, conflict=0.25).tags for seed in range(6))
+    assert not any("conflict" in stress.stress_problem(seed, conflict=0.0).tags for seed in range(6))
+
+
 def test_bins_fit_the_budget(stress):
     five = [{"type": "continuous"}] * 5 + [{"type": "binary"}] * 3
     bins = stress.bins_for(five, budget=3_000_000)

@@ -96,6 +96,12 @@ class SMMConfig(CoreConfig):
         averages the exact conditional of its whole scope given the rest of each
         chain (see ``scope_moments``) instead of sampled indicators; 0 turns it off.
     :param scope_every: sweeps between two such scope evaluations.
+    :param block_moves: after each group of sweeps, redraw both variables of every
+        pairwise factor whose interaction spans more than ``mcmc.blocks.COUPLING``
+        nats from their exact joint conditional (see ``mcmc.blocks``): strongly
+        conflicting estimates make such pairs, which single-site Gibbs crosses
+        rarely. Graphs with more than ``mcmc.blocks.MAX_BLOCKS`` pairwise scopes get
+        none.
     :param polish_steps: where such factors exist, or the final means put the
         multipliers off the optimum, at most this many Newton steps on the dual from
         the final moments, each re-estimated at its multipliers, a further one only
@@ -164,6 +170,7 @@ class SMMConfig(CoreConfig):
     chunk_size: int = attrs.field(default=10, validator=positive_int)
     scope_threshold: float = attrs.field(default=0.05, validator=finite_non_negative)
     scope_every: int = attrs.field(default=4, validator=[positive_int, int_at_most(MAX_SWEEPS_PER_CALL)])
+    block_moves: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     polish_steps: int = attrs.field(default=1, validator=[non_negative_int, int_at_most(MAX_POLISH_STEPS)])
     devices: int | None = attrs.field(default=None, validator=attrs.validators.optional(positive_int))
     checkpoint_dir: str | None = attrs.field(default=None, converter=_path_text, validator=_directory)

@@ -28,7 +28,8 @@ def compile_model(constraints: ConstraintSet, config: SMMConfig) -> CompiledMode
     started = time.perf_counter()
     problem = graph_from_constraints(constraints)
     model = SMMModel.build(problem.graph, problem.targets, config.num_chains,
-                           l2_regularization=config.l2_regularization, devices=config.devices)
+                           l2_regularization=config.l2_regularization, devices=config.devices,
+                           block_moves=config.block_moves)
     return CompiledModel(problem, model, time.perf_counter() - started)
 
 

@@ -37,7 +37,7 @@ from .distributed import host_get
 from .features import LayoutShape, moment_rows_to_tables_host, unpad_tables
 from .mcmc.gibbs import GibbsState, build_kernel
 from .mcmc.plan import SweepPlan
-from .mcmc.sweep import SWEEP_COMPILER_OPTIONS, Accumulators, make_rows, zero_accumulators
+from .mcmc.sweep import SWEEP_COMPILER_OPTIONS, Accumulators, apply_block_moves, make_rows, zero_accumulators
 from .polish import denominators, feature_means
 from .scope_moments import HostScopePlan, ScopePlan, cell_log_probabilities, chain_log_mean, flat_tables
 from .step import Static, TrainState, chain_curvature, factor_tables
@@ -190,11 +190,12 @@ def _observe(static: Static, plan: SweepPlan, objective, observers: tuple, n_eva
     rows = make_rows(plan, static.shape, factor_tables(static, objective, state.params))
     accumulate = bool(observers)
 
-    def kernel(n):
+    def kernel(plan, n):
         return build_kernel(plan, static.shape, n, temperature=static.temperature, accumulate=accumulate,
                             devices=static.devices)
 
-    one, several = kernel(1), kernel(every)
+    # stepped one sweep at a time, the chains get their block moves once per evaluation, as with ``several``
+    one, several = kernel(plan._replace(blocks=None), 1), kernel(plan, every)
     per_sweep = any(o.every_sweep for o in observers)
 
     def sweep(carry, counter):
@@ -209,6 +210,8 @@ def _observe(static: Static, plan: SweepPlan, objective, observers: tuple, n_eva
         if per_sweep:
             sweeps = counter + jnp.arange(every, dtype=jnp.uint32)
             (x, sums, carries), _ = jax.lax.scan(sweep, (x, zero_accumulators(static.shape), carries), sweeps)
+            x = apply_block_moves(plan, rows, x, state.seed, counter + jnp.uint32(every - 1), None,
+                                  static.temperature)
         else:
             gibbs, sums = several.step(GibbsState(x, state.seed, counter), rows)
             x = gibbs.x

@@ -138,14 +138,30 @@ def _shared_terms(layout: TableLayout, starts: list[int], scope: list[int]):
 
 def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -> HostScopePlan:
     """The estimator for the scopes of ``factor_ids`` (graph factor ids)."""
+    scopes = [tuple(int(v) for v in graph.factors[fid].var_ids) for fid in factor_ids]
+    return scope_plan(graph, layout, scopes, tuple(int(f) for f in factor_ids), pad=pad)
+
+
+#: The padded sizes of a scope plan: cells, inside terms per cell, subsets per cell, groups, outside terms.
+PLAN_SIZES = ("n_cells", "n_inner", "n_subsets", "n_groups", "n_terms")
+
+
+def scope_plan(graph, layout: TableLayout, scopes, ids, pad: bool = True,
+               at_least: dict[str, int] | None = None) -> HostScopePlan:
+    """The cells of every scope in ``scopes`` (tuples of variables; ``ids`` names them).
+
+    ``at_least`` raises the padded sizes (:data:`PLAN_SIZES`): plans padded alike stack
+    into one array per field (see :mod:`.mcmc.blocks`).
+    """
     grow = bucket if pad else (lambda n, minimum=1: max(int(n), 1))
+    at_least = at_least or {}
     dummy = layout.dummy
     starts, zero_entry = _flat_offsets(layout)
     cells = []  # per cell: (slot, [inside-scope index, ...], [group key per subset, ...])
     groups: dict[tuple, list] = {}  # (slot, shared variables, their values) -> [(const, w1, m1, w2, m2), ...]
     offsets, shapes = [], []
-    for slot, fid in enumerate(factor_ids):
-        scope = list(graph.factors[fid].var_ids)
+    for slot, scope in enumerate(scopes):
+        scope = list(scope)
         shape = tuple(graph.sizes[v] for v in scope)
         offsets.append(len(cells))
         shapes.append(shape)
@@ -168,12 +184,14 @@ def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -
             inside = [base + sum(m * value[v] for v, m in shared) for base, shared in inside_terms]
             keys = [(slot, u, tuple(value[v] for v in u)) for u in subsets]
             cells.append((slot, inside, keys))
-    n_cells = grow(len(cells), MIN_CELLS)
-    n_inner = grow(max([len(t) for _, t, _ in cells] + [1]), MIN_TERMS)
-    n_subsets = max([len(k) for _, _, k in cells] + [1])  # at most 2^arity - 1: few shapes to compile
-    n_groups = grow(len(groups) + 1)  # at least one all-padding group for the padding slots to point at
-    n_terms = grow(sum(len(t) for t in groups.values()), MIN_CELLS)
-    n_slots = len(factor_ids)
+    n_cells = max(grow(len(cells), MIN_CELLS), at_least.get("n_cells", 0))
+    n_inner = max(grow(max([len(t) for _, t, _ in cells] + [1]), MIN_TERMS), at_least.get("n_inner", 0))
+    # at most 2^arity - 1: few shapes to compile
+    n_subsets = max(max([len(k) for _, _, k in cells] + [1]), at_least.get("n_subsets", 0))
+    # at least one all-padding group for the padding slots to point at
+    n_groups = max(grow(len(groups) + 1), at_least.get("n_groups", 0))
+    n_terms = max(grow(sum(len(t) for t in groups.values()), MIN_CELLS), at_least.get("n_terms", 0))
+    n_slots = len(scopes)
     group_index = {key: g for g, key in enumerate(groups)}
     segment = np.full(n_cells, n_slots, np.int32)
     inner = np.full((n_cells, n_inner), zero_entry, np.int32)
@@ -187,8 +205,14 @@ def build_scope_plan(graph, layout: TableLayout, factor_ids, pad: bool = True) -
     columns = np.array(terms + [padding] * (n_terms - len(terms)), np.int32).reshape(n_terms, 6).T
     arrays = dict(segment=segment, inner=inner, groups=cell_groups,
                   **dict(zip(("const", "w1", "m1", "w2", "m2", "group"), columns)))
-    return HostScopePlan(arrays, tuple(int(f) for f in factor_ids), tuple(offsets), tuple(shapes),
-                         grow(n_slots + 1, 8), n_groups)
+    return HostScopePlan(arrays, tuple(ids), tuple(offsets), tuple(shapes), grow(n_slots + 1, 8), n_groups)
+
+
+def plan_sizes(plan: HostScopePlan) -> dict[str, int]:
+    """The padded sizes of ``plan`` (:data:`PLAN_SIZES`)."""
+    a = plan.arrays
+    return dict(n_cells=a["segment"].shape[0], n_inner=a["inner"].shape[1], n_subsets=a["groups"].shape[1],
+                n_groups=plan.n_groups, n_terms=a["const"].shape[0])
 
 
 def cell_logits(plan: ScopePlan, flat, x) -> jax.Array:

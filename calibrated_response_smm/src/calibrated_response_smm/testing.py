@@ -83,7 +83,7 @@ def fit_constraints(problem: ConstraintSet, **options):
     adapted = graph_from_constraints(problem)
     config = SMMConfig(**options)
     model = SMMModel.build(adapted.graph, adapted.targets, config.num_chains, config.l2_regularization,
-                           devices=config.devices)
+                           devices=config.devices, block_moves=config.block_moves)
     return adapted, config, fit_model(model, config)
 
 
@@ -96,3 +96,26 @@ def assert_matches_brute_force(problem: ConstraintSet, adapted, fit, atol: float
     np.testing.assert_allclose(fitted, reference.feature_means, atol=atol)
     for domain, p in zip(problem.domains, fit.marginals):
         np.testing.assert_allclose(p, reference.marginals[domain.name], atol=atol)
+
+
+def locked_pairs_problem() -> ConstraintSet:
+    """Two pairs of binary variables that almost always agree, the pairs weakly tied.
+
+    Single-site Gibbs leaves an agreeing pair only through a state of probability
+    ~1e-3, so each chain flips its pair every few hundred sweeps: slow mixing.
+    """
+    one = np.array([0.0, 1.0])
+    agree = np.eye(2)
+
+    def given(p):  # P(second | first) = p, as the centred conditional feature
+        return np.outer(one, one) - p * np.outer(one, np.ones(2))
+
+    return ConstraintSet(
+        domains=[binary_domain(n) for n in "abcd"],
+        constraints=[
+            table_constraint("pa", (0,), one, 0.35),
+            table_constraint("a_b_agree", (0, 1), agree, 0.998),
+            table_constraint("c_d_agree", (2, 3), agree, 0.998),
+            table_constraint("c_given_b", (1, 2), given(0.6), 0.0),
+        ],
+    )

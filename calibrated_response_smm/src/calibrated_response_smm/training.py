@@ -71,15 +71,16 @@ class SMMModel:
     @classmethod
     def build(
         cls, graph: FactorGraph, targets, num_chains: int, l2_regularization: float = 1e-3, pad: bool = True,
-        devices: int | None = None,
+        devices: int | None = None, block_moves: bool = True,
     ) -> SMMModel:
-        """Lay out and colour ``graph``; ``devices`` as :func:`.mcmc.sharding.chain_devices` resolves it."""
+        """Lay out and colour ``graph``; ``devices`` as :func:`.mcmc.sharding.chain_devices` resolves it;
+        ``block_moves`` as :func:`.mcmc.plan.build_plan` takes it."""
         n_multipliers = (
             len(targets.constraints) if isinstance(targets, MomentTargets) else sum(f.parameters.size for f in graph.factors)
         )
         devices = chain_devices(devices, num_chains, graph.n_vars, n_multipliers)
         layout = build_layout(graph, pad=pad)
-        plan = build_plan(graph, layout, num_chains // devices, pad=pad)
+        plan = build_plan(graph, layout, num_chains // devices, pad=pad, block_moves=block_moves)
         pattern = None
         if isinstance(targets, MomentTargets) and curvature_mode(len(targets.constraints), num_chains) == "local":
             pattern = sharing_pattern([graph.factors[c.factor_id].var_ids for c in targets.constraints])
@@ -470,7 +471,7 @@ def fit_smm(
     overrides = {name: value for name, value in given.items() if value is not None}
     config = attrs.evolve(config, **overrides) if config is not None else SMMConfig(**{**FIT_SMM_DEFAULTS, **overrides})
     model = SMMModel.build(graph, targets, config.num_chains, l2_regularization=config.l2_regularization,
-                           devices=config.devices)
+                           devices=config.devices, block_moves=config.block_moves)
     fit = fit_model(model, config, progress=progress, rng=rng)
     history = dict(fit.history)
     history.update(

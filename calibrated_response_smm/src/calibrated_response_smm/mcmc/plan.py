@@ -30,6 +30,7 @@ import numpy as np
 
 from ..features import TableLayout, bucket
 from ..graph import FactorGraph, greedy_colouring
+from .blocks import BlockPlan, build_block_plan, device_block_plan
 
 NEG = -1e9  # logit of a padding state: exp underflows to exactly 0
 BLOCK_FLOATS = 1 << 16  # logits per block (sites x states): a block's arrays stay in L2 cache
@@ -79,6 +80,7 @@ class SweepPlan(NamedTuple):
     moment_source: jax.Array  # i32[n_moment_rows]: row of the flat stage sums behind each M row (last: zeros)
     marginal_source: jax.Array  # i32[V + 1]: row of the flat stage marginals behind each variable (last: zeros)
     stages: tuple  # Stage per degree bucket, run in order
+    blocks: BlockPlan | None = None  # block moves over pairwise scopes after each kernel step (see .blocks)
 
 
 @attrs.frozen(eq=False)
@@ -89,12 +91,15 @@ class HostPlan:
     arrays: dict  # SweepPlan fields other than ``stages``
     stages: tuple  # one dict of Stage fields per stage
     n_sites: int  # real variables updated per sweep and chain
+    blocks: dict | None = None  # the block moves' arrays (:func:`.blocks.build_block_plan`), or None
 
     def device(self) -> SweepPlan:
         """The plan as the device pytree the sweep reads."""
         stages = tuple(Stage(**{k: jnp.asarray(v) for k, v in s.items()}) for s in self.stages)
         arrays = {k: jnp.asarray(v) for k, v in self.arrays.items()}
-        return SweepPlan(n_sites=jnp.asarray(float(self.n_sites), jnp.float32), stages=stages, **arrays)
+        blocks = None if self.blocks is None else device_block_plan(self.blocks)
+        return SweepPlan(n_sites=jnp.asarray(float(self.n_sites), jnp.float32), stages=stages, blocks=blocks,
+                         **arrays)
 
 
 # -- slots, stages and blocks (vectorised numpy) -----------------------------------------
@@ -330,8 +335,13 @@ def _source_maps(stages, layout: TableLayout) -> tuple[np.ndarray, np.ndarray]:
     return moment_source.astype(np.int32), marginal_source.astype(np.int32)
 
 
-def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bool = True) -> HostPlan:
-    """Colour the graph and build the staged, blocked index maps for ``num_chains`` chains."""
+def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bool = True,
+               block_moves: bool = True) -> HostPlan:
+    """Colour the graph and build the staged, blocked index maps for ``num_chains`` chains.
+
+    ``block_moves``: add block moves over the pairwise scopes (:mod:`.blocks`) where
+    the graph is small enough for them.
+    """
     S = layout.n_states
     n = graph.n_vars
     colours = greedy_colouring(graph)
@@ -359,5 +369,6 @@ def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bo
         moment_source=moment_source,
         marginal_source=marginal_source,
     )
-    return HostPlan(colours=colours, arrays=arrays, stages=tuple(stages), n_sites=n)
+    blocks = build_block_plan(graph, layout, num_chains) if block_moves else None
+    return HostPlan(colours=colours, arrays=arrays, stages=tuple(stages), n_sites=n, blocks=blocks)
 

@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from ..features import LayoutShape, tables_to_rows, unary_logits
+from ..scope_moments import flat_tables
+from .blocks import block_moves
 from .plan import NEG, Stage, SweepPlan
 from .stream import ChainSpan, chain_uniforms, sweep_words, whole_span
 
@@ -44,10 +46,14 @@ SWEEP_COMPILER_OPTIONS = {"xla_cpu_use_xnnpack": False}
 
 
 class Rows(NamedTuple):
-    """What a sweep reads: conditional rows ``[n_rows, S]`` and base logits ``[V + 1, S]``."""
+    """What a sweep reads: conditional rows ``[n_rows, S]`` and base logits ``[V + 1, S]``.
+
+    ``flat``: the flat tables the block moves read (None where the plan has none).
+    """
 
     table: jax.Array
     base: jax.Array
+    flat: jax.Array | None = None
 
 
 class Accumulators(NamedTuple):
@@ -73,7 +79,8 @@ def zero_accumulators(shape: LayoutShape) -> Accumulators:
 def make_rows(plan: SweepPlan, shape: LayoutShape, theta) -> Rows:
     """Lookup rows and base logits (validity + unary tables) from bucket tables."""
     base = plan.valid_logits + unary_logits(shape, theta, plan.unary_scopes)
-    return Rows(tables_to_rows(shape, theta), base)
+    flat = None if plan.blocks is None else flat_tables(theta)
+    return Rows(tables_to_rows(shape, theta), base, flat)
 
 
 # -- one block ----------------------------------------------------------------------
@@ -318,7 +325,7 @@ def stage_step(rows: Rows, x, words, span: ChainSpan, stage: Stage, temperature,
     C = x.shape[1]
     w = stage.states.shape[0]
     if w < S:  # the stage's variables take only the first w states: sweep at that width
-        rows = Rows(rows.table[:, :w], rows.base[:, :w])
+        rows = rows._replace(table=rows.table[:, :w], base=rows.base[:, :w])
 
     def body(x, k):
         blk = jax.tree.map(lambda a: a[k], stage)
@@ -391,7 +398,8 @@ def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int
     """
     span = whole_span(x.shape[1]) if span is None else span
     if n_sweeps == 1:  # no sums buffers to carry (saves their memory and one pass)
-        return _one_sweep(plan, rows, x, sweep_words(seed, counter), acc, temperature, accumulate, span)
+        x, acc = _one_sweep(plan, rows, x, sweep_words(seed, counter), acc, temperature, accumulate, span)
+        return apply_block_moves(plan, rows, x, seed, counter, span, temperature), acc
     sums = (zero_sums(plan, rows.table.shape[1]), jnp.zeros((), jnp.float32)) if accumulate else None
 
     def body(carry, i):
@@ -401,7 +409,19 @@ def run_sweeps(plan: SweepPlan, rows: Rows, x, seed, counter, acc, n_sweeps: int
     (x, sums), _ = jax.lax.scan(body, (x, sums), jnp.arange(n_sweeps, dtype=jnp.uint32))
     if accumulate:
         acc = to_accumulators(plan, sums, float(n_sweeps), acc)
-    return x, acc
+    return apply_block_moves(plan, rows, x, seed, counter + jnp.uint32(n_sweeps - 1), span, temperature), acc
+
+
+def apply_block_moves(plan: SweepPlan, rows: Rows, x, seed, counter, span: ChainSpan, temperature):
+    """``x`` after the plan's block moves (:mod:`.blocks`; none where it has no blocks).
+
+    Each kernel step ends with them; a caller stepping one sweep at a time strips the
+    plan's blocks for those steps and calls this once per group of sweeps.
+    """
+    if plan.blocks is None:
+        return x
+    span = whole_span(x.shape[1]) if span is None else span
+    return block_moves(plan.blocks, rows.flat, x, seed, counter, span, temperature)
 
 
 def move_rate(plan: SweepPlan, acc: Accumulators) -> jax.Array:
