@@ -32,19 +32,51 @@ def _flat(layout, graph):
     return flat_tables(tuple(jnp.asarray(t) for t in graph_tables(layout, graph)))
 
 
-def test_couplings_measure_the_interaction_not_the_main_effects():
+def _trap_depth(theta: np.ndarray) -> float:
+    """Brute force: each cell's drop to its better two-move route to the best cell, the deepest one."""
+    a_star, b_star = np.unravel_index(np.argmax(theta), theta.shape)
+    depth = 0.0
+    for a, b in np.ndindex(*theta.shape):
+        depth = max(depth, theta[a, b] - max(theta[a_star, b], theta[a, b_star]))
+    return depth
+
+
+def _span(theta: np.ndarray) -> float:
+    interaction = theta - theta.mean(axis=1, keepdims=True) - theta.mean(axis=0, keepdims=True) + theta.mean()
+    return float(interaction.max() - interaction.min())
+
+
+def test_couplings_are_the_interaction_span():
     graph = coupled_graph(7.0)
     layout = build_layout(graph)
     plan = build_plan(graph, layout, 16).device()
     spans = np.asarray(blocks.couplings(plan.blocks, _flat(layout, graph)), np.float64)
-    expected = []
-    for f in graph.factors:
-        if len(f.var_ids) == 2:
-            t = f.parameters
-            interaction = t - t.mean(axis=1, keepdims=True) - t.mean(axis=0, keepdims=True) + t.mean()
-            expected.append(interaction.max() - interaction.min())
+    expected = [_span(f.parameters) for f in graph.factors if len(f.var_ids) == 2]
+    assert expected[0] > blocks.COUPLING > max(expected[1:])  # the strong pair, and two weak ones
     # float32 sums of unit-scale entries
     np.testing.assert_allclose(spans, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_span_bounds_the_trap_depth_whatever_the_main_effects():
+    rng = np.random.default_rng(4)
+    for shape in [(2, 2), (3, 5), (21, 2), (6, 6)]:
+        interaction = rng.normal(scale=3.0, size=shape)
+        for _ in range(20):  # the rest of a chain moves the pair's main effects
+            theta = interaction + rng.normal(scale=5.0, size=(shape[0], 1)) + rng.normal(scale=5.0, size=(1, shape[1]))
+            assert _trap_depth(theta) <= _span(interaction) + 1e-9
+
+
+@pytest.mark.parametrize("J", [4.4, 13.8])
+def test_a_locked_binary_pair_is_a_trap_as_deep_as_its_span(J):
+    variables = [SMMVariable.categorical("a", 2), SMMVariable.categorical("b", 2)]
+    table = np.array([[J / 4, -J / 4], [-J / 4, J / 4]]) + np.array([[0.0], [0.1]])  # a main effect: (1, 1) the best
+    graph = FactorGraph.from_scopes(variables, [(0, 1)], [table])
+    layout = build_layout(graph)
+    plan = build_plan(graph, layout, 16).device()
+    span = float(blocks.couplings(plan.blocks, _flat(layout, graph))[0])
+    # the trap (0, 0) lies J/2 above its exits, less the main effect's 0.1
+    assert span == pytest.approx(J / 2, abs=1e-5) and _trap_depth(table) == pytest.approx(J / 2 - 0.1)
+    assert (span > blocks.COUPLING) == (J > 2 * blocks.COUPLING)
 
 
 def test_a_block_move_draws_the_pair_from_its_exact_joint_conditional():
@@ -52,8 +84,9 @@ def test_a_block_move_draws_the_pair_from_its_exact_joint_conditional():
     layout = build_layout(graph)
     plan = build_plan(graph, layout, CHAINS).device()
     x = random_states(plan, jnp.asarray(seed_words(1)), CHAINS).at[2].set(3)  # x2 = 3 in every chain
-    moved = blocks.block_moves(plan.blocks, _flat(layout, graph), x, jnp.asarray(seed_words(2)), jnp.uint32(0),
-                               whole_span(CHAINS))
+    flat = _flat(layout, graph)
+    moved = blocks.block_moves(plan.blocks, flat, blocks.couplings(plan.blocks, flat), x,
+                               jnp.asarray(seed_words(2)), jnp.uint32(0), whole_span(CHAINS))
     moved = np.asarray(moved)
     assert np.all(moved[2] == 3)  # the third variable is not in the moved block (0, 1)
     joint = graph_joint(graph)[:, :, 3]
@@ -70,8 +103,9 @@ def test_weak_pairs_do_not_move():
     layout = build_layout(graph)
     plan = build_plan(graph, layout, 64).device()
     x = random_states(plan, jnp.asarray(seed_words(1)), 64)
-    moved = blocks.block_moves(plan.blocks, _flat(layout, graph), x, jnp.asarray(seed_words(2)), jnp.uint32(0),
-                               whole_span(64))
+    flat = _flat(layout, graph)
+    moved = blocks.block_moves(plan.blocks, flat, blocks.couplings(plan.blocks, flat), x,
+                               jnp.asarray(seed_words(2)), jnp.uint32(0), whole_span(64))
     np.testing.assert_array_equal(np.asarray(moved), np.asarray(x))
 
 

@@ -3,8 +3,8 @@
 Strongly conflicting estimates make large multipliers, and a pair table with a strong
 interaction (``theta(a, b)`` far from ``f(a) + g(b)``) gives the pair's joint
 conditional separated modes: single-site Gibbs leaves ``(a, b)`` for ``(a', b')`` only
-through ``(a', b)`` or ``(a, b')``, whose weight is down by about the interaction, so
-it crosses once every ``exp(coupling)`` sweeps or so. On stress problems whose exact
+through ``(a', b)`` or ``(a, b')``, and where both lie far below ``(a, b)`` it crosses
+about once per ``exp(depth)`` sweeps (see :func:`couplings`). On stress problems whose exact
 multipliers reach |lambda| 94 to 462, single-site chains at the exact multipliers
 settled 0.03 to 0.44 away from the exact marginals from any start; with a block move
 over every pair after each sweep they came within 0.008.
@@ -15,9 +15,12 @@ of the chain: the cells of the scope are enumerated by the scope estimator's pla
 one uniform of the counter-based stream. It leaves the model's distribution invariant, so the
 Rao-Blackwellised sums of the sweeps around it stay unbiased.
 
-A block moves only while its pair's interaction exceeds :data:`COUPLING`: a move
-enumerates up to ``S^2`` cells, about as much work as ten single-site updates of both
-variables, so pairs that single-site Gibbs crosses easily skip it (a ``lax.cond``).
+A block moves only while its pair can hold a trap deeper than :data:`COUPLING` for
+single-site moves (:func:`couplings`): a move enumerates up to ``S^2`` cells, about as
+much work as ten single-site updates of both variables, so pairs that single-site Gibbs
+crosses easily skip it (a ``lax.cond``). The bound is the worst case over the rest of
+the chain: the depth of the pair's own tables alone (the rest left out) missed the
+traps of the stress problems above, which the rest of their chains opened.
 Graphs with more than :data:`MAX_BLOCKS` pairwise scopes get none (the stacked plans
 grow with their number; such graphs are the sparse large ones the sampler is tuned for).
 """
@@ -35,8 +38,8 @@ from ..features import TableLayout
 from ..scope_moments import PLAN_SIZES, ScopePlan, cell_logits, plan_sizes, scope_plan
 from .stream import ChainSpan, chain_uniforms, sweep_words
 
-#: A block moves while its pair's interaction spans more than this many nats: single-site
-#: Gibbs then crosses between the pair's modes about once per ``e^COUPLING`` (55) sweeps.
+#: A block moves while its pair can hold a trap deeper than this many nats: single-site
+#: Gibbs leaves such a trap about once per ``e^COUPLING`` (55) sweeps or less often.
 COUPLING = 4.0
 #: Most pairwise scopes that get a block (the plans of all are stacked on the device).
 MAX_BLOCKS = 256
@@ -103,7 +106,16 @@ def couplings(blocks: BlockPlan, flat) -> jax.Array:
     """Each block's interaction span in nats, ``[P]``: the range of ``theta - row mean - column mean + mean``.
 
     ``theta`` sums the tables inside the pair's scope (its pairwise factors and the two
-    unary ones); the unary part and any other additive part cancel.
+    unary ones). A single-site move changes one of the two states, so from a cell
+    ``(a, b)`` the chain reaches the pair's best cell ``(a*, b*)`` through ``(a*, b)``
+    or ``(a, b*)`` and leaves ``(a, b)`` about once per ``e^depth`` sweeps, ``depth``
+    the drop to the better of those. The rest of the chain adds to the pair's main
+    effects only (a factor on one of the two and other variables is a function of that
+    one, given the rest), which move chain by chain and sweep by sweep; whatever they
+    are, the depth is at most half the interaction's double difference
+    ``I(a, b) + I(a*, b*) - I(a*, b) - I(a, b*)``, so at most this span. Two binary
+    variables tied by ``+-J/4`` have span and worst depth ``J/2``: conditionals of 0.9
+    against 0.1 (``J = 4.4``) make no trap, 0.999 against 0.001 (``J = 13.8``) can.
     """
     theta = jnp.sum(flat[blocks.plans.inner], axis=-1)  # [P, N]
     S = blocks.n_states
@@ -122,14 +134,14 @@ def couplings(blocks: BlockPlan, flat) -> jax.Array:
     return top - bottom
 
 
-def block_moves(blocks: BlockPlan, flat, x, seed, counter, span: ChainSpan, temperature: float = 1.0):
-    """One block move per block whose coupling exceeds :data:`COUPLING`, in block order.
+def block_moves(blocks: BlockPlan, flat, coupling, x, seed, counter, span: ChainSpan, temperature: float = 1.0):
+    """One block move per block whose ``coupling`` (:func:`couplings`) exceeds :data:`COUPLING`, in block order.
 
     ``flat``: the flat tables (:func:`..scope_moments.flat_tables`); ``seed`` and
     ``counter`` key the draws (a stream apart from the sweeps'); ``span``: the global
     indices of the chains in ``x``, so a chain's draw does not depend on the device.
     """
-    active = couplings(blocks, flat) > COUPLING * temperature
+    active = coupling > COUPLING * temperature
     words = sweep_words(jnp.asarray(seed, jnp.uint32) ^ jnp.asarray(BLOCK_SALT), counter)
     n_chains = x.shape[1]
 

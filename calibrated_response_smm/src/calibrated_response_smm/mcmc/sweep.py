@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from ..features import LayoutShape, tables_to_rows, unary_logits
 from ..scope_moments import flat_tables
-from .blocks import block_moves
+from .blocks import block_moves, couplings
 from .plan import NEG, Stage, SweepPlan
 from .stream import ChainSpan, chain_uniforms, sweep_words, whole_span
 
@@ -48,12 +48,14 @@ SWEEP_COMPILER_OPTIONS = {"xla_cpu_use_xnnpack": False}
 class Rows(NamedTuple):
     """What a sweep reads: conditional rows ``[n_rows, S]`` and base logits ``[V + 1, S]``.
 
-    ``flat``: the flat tables the block moves read (None where the plan has none).
+    ``flat``: the flat tables the block moves read, and ``coupling`` each block's
+    interaction span (both None where the plan has no blocks; see :mod:`.blocks`).
     """
 
     table: jax.Array
     base: jax.Array
     flat: jax.Array | None = None
+    coupling: jax.Array | None = None
 
 
 class Accumulators(NamedTuple):
@@ -79,8 +81,10 @@ def zero_accumulators(shape: LayoutShape) -> Accumulators:
 def make_rows(plan: SweepPlan, shape: LayoutShape, theta) -> Rows:
     """Lookup rows and base logits (validity + unary tables) from bucket tables."""
     base = plan.valid_logits + unary_logits(shape, theta, plan.unary_scopes)
-    flat = None if plan.blocks is None else flat_tables(theta)
-    return Rows(tables_to_rows(shape, theta), base, flat)
+    if plan.blocks is None:
+        return Rows(tables_to_rows(shape, theta), base)
+    flat = flat_tables(theta)  # the couplings change only with the tables: once here, not per move
+    return Rows(tables_to_rows(shape, theta), base, flat, couplings(plan.blocks, flat))
 
 
 # -- one block ----------------------------------------------------------------------
@@ -421,7 +425,7 @@ def apply_block_moves(plan: SweepPlan, rows: Rows, x, seed, counter, span: Chain
     if plan.blocks is None:
         return x
     span = whole_span(x.shape[1]) if span is None else span
-    return block_moves(plan.blocks, rows.flat, x, seed, counter, span, temperature)
+    return block_moves(plan.blocks, rows.flat, rows.coupling, x, seed, counter, span, temperature)
 
 
 def move_rate(plan: SweepPlan, acc: Accumulators) -> jax.Array:
