@@ -48,13 +48,12 @@ BLOCK_SALT = np.array([0xB10C_4A11, 0x5CA7_7E12], np.uint32)
 
 
 @functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=["plans", "values", "vars", "first", "second", "real"], meta_fields=["n_states"])
+                   data_fields=["plans", "vars", "first", "second", "real"], meta_fields=["n_states"])
 @dataclasses.dataclass(frozen=True)
 class BlockPlan:
     """Stacked scope plans of the blocks (device pytree; leading axis: block)."""
 
     plans: ScopePlan  # each field [P, ...]: one scope plan per block, padded alike
-    values: jax.Array  # i32[P, N, 2]: the two variables' states of each cell
     vars: jax.Array  # i32[P, 2]: the block's variables
     first: jax.Array  # i32[P, N]: the first variable's state of each cell (padding: 0)
     second: jax.Array  # i32[P, N]
@@ -71,7 +70,7 @@ def pair_scopes(graph) -> list[tuple[int, int]]:
     return list(seen)
 
 
-def build_block_plan(graph, layout: TableLayout, num_chains: int) -> dict | None:
+def build_block_plan(graph, layout: TableLayout) -> dict | None:
     """The host arrays of the blocks of ``graph`` (None: no pairwise factor, or more than ``MAX_BLOCKS``)."""
     scopes = pair_scopes(graph)
     if not scopes or len(scopes) > MAX_BLOCKS:
@@ -79,8 +78,6 @@ def build_block_plan(graph, layout: TableLayout, num_chains: int) -> dict | None
     natural = [plan_sizes(scope_plan(graph, layout, [s], [k])) for k, s in enumerate(scopes)]
     common = {key: max(n[key] for n in natural) for key in PLAN_SIZES}
     n_cells = common["n_cells"]
-    if len(scopes) * n_cells * num_chains >= 1 << 32:  # the draws' counters must stay distinct
-        return None
     plans = [scope_plan(graph, layout, [s], [k], at_least=common) for k, s in enumerate(scopes)]
     values = np.zeros((len(scopes), n_cells, 2), np.int32)
     real = np.zeros((len(scopes), n_cells), bool)
@@ -98,7 +95,7 @@ def device_block_plan(host: dict) -> BlockPlan:
     plans = ScopePlan(**{k: jnp.asarray(v) for k, v in host["arrays"].items()}, n_segments=host["n_segments"],
                       n_groups=host["n_groups"])
     values = jnp.asarray(host["values"])
-    return BlockPlan(plans, values, jnp.asarray(host["vars"]), values[..., 0], values[..., 1],
+    return BlockPlan(plans, jnp.asarray(host["vars"]), values[..., 0], values[..., 1],
                      jnp.asarray(host["real"]), host["n_states"])
 
 
@@ -146,19 +143,20 @@ def block_moves(blocks: BlockPlan, flat, coupling, x, seed, counter, span: Chain
     n_chains = x.shape[1]
 
     def move(x, block):
-        index, plan, values, pair, real = block
+        index, plan, first, second, pair, real = block
         logits = jnp.where(real[:, None], cell_logits(plan, flat, x) / temperature, -jnp.inf)  # [N, C]
         weights = jnp.exp(logits - jnp.max(logits, axis=0))
         # inverse CDF, one uniform per chain: a log-depth prefix sum (XLA's cumsum is quadratic on CPU)
         cdf = jax.lax.associative_scan(jnp.add, weights, axis=0)
         u = chain_uniforms(words, index.astype(jnp.uint32)[None], span, n_chains)[0]
         cell = jnp.sum(cdf < u * cdf[-1], axis=0)  # [C]; u < 1, so at most the last real cell
-        return x.at[pair].set(values[cell].T)
+        return x.at[pair].set(jnp.stack([first[cell], second[cell]]))
 
     def step(x, block):
         *inputs, moves = block
         return jax.lax.cond(moves, lambda x: move(x, inputs), lambda x: x, x), None
 
     index = jnp.arange(blocks.vars.shape[0])
-    x, _ = jax.lax.scan(step, x, (index, blocks.plans, blocks.values, blocks.vars, blocks.real, active))
+    x, _ = jax.lax.scan(step, x, (index, blocks.plans, blocks.first, blocks.second, blocks.vars, blocks.real,
+                                      active))
     return x

@@ -369,6 +369,6 @@ def build_plan(graph: FactorGraph, layout: TableLayout, num_chains: int, pad: bo
         moment_source=moment_source,
         marginal_source=marginal_source,
     )
-    blocks = build_block_plan(graph, layout, num_chains) if block_moves else None
+    blocks = build_block_plan(graph, layout) if block_moves else None
     return HostPlan(colours=colours, arrays=arrays, stages=tuple(stages), n_sites=n, blocks=blocks)
 
